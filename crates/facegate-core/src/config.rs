@@ -1,0 +1,148 @@
+//! Engine configuration (TOML or JSON via serde). Every default is either face-api's own
+//! setting or a value measured on LFW's DevTrain split (see README).
+
+use serde::{Deserialize, Serialize};
+
+/// How the face is cropped for the recognition net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Alignment {
+    /// face-api.js' `alignDlib` box: an axis-aligned, unrotated square from the eye and mouth
+    /// centres (what face-api.js feeds its recognition net; kept for parity).
+    FaceApi,
+    /// dlib's `get_face_chip_details(shape, 150, 0.25)`: a similarity transform onto dlib's mean
+    /// face (rotation and scale removed), as the network was trained. More accurate on LFW.
+    #[default]
+    DlibChip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Cosine similarity at or above which two faces match.
+    pub threshold: f32,
+    /// Images with more pixels are refused from the header, before decoding.
+    pub max_pixels: u64,
+    /// TinyFaceDetector input side (multiple of 32).
+    pub detector_input_size: usize,
+    /// TinyFaceDetector score threshold.
+    pub detector_score_threshold: f64,
+    /// When nothing is found, search again "zoomed out", with a zero margin of each of these
+    /// fractions of the image's longer side on every side in turn (close-up faces fill the
+    /// frame, and the detector misses them); empty disables.
+    pub detector_zoom_out: Vec<f64>,
+    /// Smallest acceptable face (the detection box's shorter side, in pixels).
+    pub min_face_px: u32,
+    /// A reference portrait with several faces is accepted when its main face is clear: the
+    /// largest face is at least this many times the area of the next one (a document's main
+    /// photo beside a small ghost image), or exactly one face covers the image centre and is at
+    /// least half the size of the largest. A probe (selfie) must show exactly one face.
+    pub reference_dominance: f32,
+    /// Minimum sharpness (variance of the Laplacian of the 150 px face crop); 0 disables.
+    pub min_sharpness: f32,
+    /// Maximum |yaw| estimated from landmarks (0 = frontal, 1 = full profile); 0 disables.
+    pub max_yaw: f32,
+    pub alignment: Alignment,
+    /// Use the full 68-point landmark net instead of the tiny one.
+    pub full_landmarks: bool,
+    /// Images per GPU/CPU batch in bulk work.
+    pub batch_size: usize,
+}
+
+/// The best-accuracy threshold on LFW DevTrain (2,200 pairs) with the default settings
+/// (`facegate eval --pairs pairsDevTrain.txt`: 97.27 % there); DevTest is kept for reporting.
+pub const DEFAULT_THRESHOLD: f32 = 0.9099;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            threshold: DEFAULT_THRESHOLD,
+            max_pixels: 40_000_000,
+            detector_input_size: 416,
+            detector_score_threshold: 0.5,
+            detector_zoom_out: vec![0.5, 1.0],
+            min_face_px: 32,
+            reference_dominance: 2.0,
+            min_sharpness: 0.0,
+            max_yaw: 0.0,
+            alignment: Alignment::DlibChip,
+            full_landmarks: false,
+            batch_size: 16,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load from a `.toml` or `.json` file; missing keys keep their defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let config: Config = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: p,
+                message: e.to_string(),
+            })?
+        } else {
+            toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: p,
+                message: e.to_string(),
+            })?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !(-1.0..=1.0).contains(&self.threshold) {
+            return bad("threshold must be a cosine similarity in [-1, 1]");
+        }
+        if self.detector_input_size == 0 || !self.detector_input_size.is_multiple_of(32) {
+            return bad("detector_input_size must be a positive multiple of 32");
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1");
+        }
+        if self.detector_zoom_out.iter().any(|&z| !(0.0..=4.0).contains(&z)) {
+            return bad("detector_zoom_out fractions must be in [0, 4]");
+        }
+        if self.max_pixels == 0 {
+            return bad("max_pixels must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("facegate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "threshold = 0.8\nalignment = \"dlib_chip\"\n").unwrap();
+        let c = Config::from_file(&f).unwrap();
+        assert_eq!(c.threshold, 0.8);
+        assert_eq!(c.alignment, Alignment::DlibChip);
+        assert_eq!(c.max_pixels, Config::default().max_pixels);
+        std::fs::write(&f, "detector_input_size = 100\n").unwrap();
+        assert!(matches!(Config::from_file(&f), Err(ConfigError::Invalid(_))));
+        std::fs::write(&f, "no_such_key = 1\n").unwrap();
+        assert!(matches!(Config::from_file(&f), Err(ConfigError::Parse { .. })));
+    }
+}

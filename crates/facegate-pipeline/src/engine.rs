@@ -1,0 +1,600 @@
+//! The verification engine: batches of photos in, faces and decisions out.
+//!
+//! Every stage works on a batch (one network call per stage per batch); a single photo is a
+//! batch of one. A photo that fails any stage fails alone, with a typed [`Rejection`].
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use facegate_core::{
+    Alignment, Config, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings, Verification, cosine_similarity,
+};
+use facegate_models::{FaceModels, LandmarkVariant, ModelError, detector, landmarks, recognition};
+use image::RgbImage;
+use zeroize::Zeroize;
+
+use crate::decode::decode;
+use crate::device::{DeviceChoice, SelectedDevice, select};
+use crate::imageops::{self, Rect};
+
+/// How many faces a photo may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FacePolicy {
+    /// Exactly one face (a live selfie: a second face may be someone else presenting).
+    Single,
+    /// The largest face, if it clearly dominates the others (a document's main portrait).
+    Dominant,
+}
+
+impl From<Role> for FacePolicy {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Probe => Self::Single,
+            Role::Reference => Self::Dominant,
+        }
+    }
+}
+
+/// One face, fully analysed.
+#[derive(Debug, Clone)]
+pub struct Face {
+    pub face: FaceBox,
+    /// The 68 landmarks in image pixels (iBUG order).
+    pub landmarks: Vec<[f32; 2]>,
+    /// The crop the descriptor was computed from, in image pixels (face-api alignment).
+    pub aligned: Option<Rect>,
+    pub descriptor: Descriptor,
+    pub sharpness: f32,
+    pub yaw: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("device: {0}")]
+    Device(String),
+    #[error("model: {0}")]
+    Model(#[from] ModelError),
+    #[error("configuration: {0}")]
+    Config(#[from] facegate_core::ConfigError),
+}
+
+pub struct Engine {
+    models: FaceModels,
+    config: Config,
+    device: SelectedDevice,
+}
+
+/// The results of a batch, in input order, with the time each stage took for the whole batch.
+#[derive(Debug)]
+pub struct BatchResult<T> {
+    pub items: Vec<T>,
+    pub timings: Timings,
+}
+
+/// dlib's mean face (`get_face_chip_details`, dlib/image_transforms/interpolation.h; dlib is
+/// Boost-licensed): x, y of iBUG points 17..=67 in the unit square.
+const MEAN_FACE_X: [f64; 51] = [
+    0.000213256,
+    0.0752622,
+    0.18113,
+    0.29077,
+    0.393397,
+    0.586856,
+    0.689483,
+    0.799124,
+    0.904991,
+    0.98004,
+    0.490127,
+    0.490127,
+    0.490127,
+    0.490127,
+    0.36688,
+    0.426036,
+    0.490127,
+    0.554217,
+    0.613373,
+    0.121737,
+    0.187122,
+    0.265825,
+    0.334606,
+    0.260918,
+    0.182743,
+    0.645647,
+    0.714428,
+    0.793132,
+    0.858516,
+    0.79751,
+    0.719335,
+    0.254149,
+    0.340985,
+    0.428858,
+    0.490127,
+    0.551395,
+    0.639268,
+    0.726104,
+    0.642159,
+    0.556721,
+    0.490127,
+    0.423532,
+    0.338094,
+    0.290379,
+    0.428096,
+    0.490127,
+    0.552157,
+    0.689874,
+    0.553364,
+    0.490127,
+    0.42689,
+];
+const MEAN_FACE_Y: [f64; 51] = [
+    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915, 0.106454, 0.203352,
+    0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758, 0.179852,
+    0.231733, 0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099, 0.780233, 0.745405,
+    0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805, 0.784792,
+    0.778746, 0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182,
+];
+/// The padding dlib's face recognition example chips with (`get_face_chip_details(shape, 150, 0.25)`).
+const CHIP_PADDING: f64 = 0.25;
+
+/// dlib's chip: the similarity transform taking the landmarks (nose, eyes, upper mouth; not
+/// the eyebrows or lower lip) onto the padded mean face, mapping image → chip.
+pub fn dlib_chip_transform(points: &[[f64; 2]], size: usize) -> [f64; 6] {
+    let used = (27..=54).chain(60..=64);
+    let (from, to): (Vec<_>, Vec<_>) = used
+        .map(|i| {
+            let chip = |m: f64| (CHIP_PADDING + m) / (2.0 * CHIP_PADDING + 1.0) * size as f64;
+            (
+                (points[i][0], points[i][1]),
+                (chip(MEAN_FACE_X[i - 17]), chip(MEAN_FACE_Y[i - 17])),
+            )
+        })
+        .unzip();
+    imageops::similarity(&from, &to)
+}
+
+impl Engine {
+    pub fn new(config: Config, device: DeviceChoice) -> Result<Self, EngineError> {
+        config.validate()?;
+        let device = select(device).map_err(EngineError::Device)?;
+        let variant = if config.full_landmarks {
+            LandmarkVariant::Full
+        } else {
+            LandmarkVariant::Tiny
+        };
+        let models = FaceModels::embedded(variant, &device.device)?;
+        Ok(Self { models, config, device })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn device_label(&self) -> &str {
+        &self.device.label
+    }
+
+    pub fn model_version(&self) -> &'static str {
+        facegate_models::embedded::MODEL_VERSION
+    }
+
+    fn device(&self) -> &Device {
+        &self.models.device
+    }
+
+    /// NCHW batch from planar RGB crops; our host copy is handed to burn (not kept).
+    fn batch(&self, data: Vec<f32>, n: usize, size: usize) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(data, [n, 3, size, size]), self.device())
+    }
+
+    /// Run TinyFaceDetector on each image; boxes in image pixels, best first.
+    ///
+    /// Images where nothing is found are searched again "zoomed out" (`detector_zoom_out`):
+    /// the detector misses faces that fill most of the frame, as close-up selfies, ID
+    /// portraits and LFW's crops do.
+    pub fn detect(&self, images: &[&RgbImage]) -> Vec<Vec<FaceBox>> {
+        let mut found = self.detect_in(images, 0.0);
+        for &zoom in &self.config.detector_zoom_out {
+            let retry: Vec<usize> = (0..images.len()).filter(|&i| found[i].is_empty()).collect();
+            if retry.is_empty() {
+                break;
+            }
+            let again: Vec<&RgbImage> = retry.iter().map(|&i| images[i]).collect();
+            for (&i, boxes) in retry.iter().zip(self.detect_in(&again, zoom)) {
+                found[i] = boxes;
+            }
+        }
+        found
+    }
+
+    /// One detector pass with a zero margin of `margin` × the longer side around each image.
+    fn detect_in(&self, images: &[&RgbImage], margin: f64) -> Vec<Vec<FaceBox>> {
+        if images.is_empty() {
+            return Vec::new();
+        }
+        let size = self.config.detector_input_size;
+        let plane = 3 * size * size;
+        let margins: Vec<u32> = images
+            .iter()
+            .map(|img| (img.width().max(img.height()) as f64 * margin).round() as u32)
+            .collect();
+        let mut input = vec![0.0f32; images.len() * plane];
+        for ((img, &m), out) in images.iter().zip(&margins).zip(input.chunks_exact_mut(plane)) {
+            imageops::crop_square_resize(img, imageops::with_margin(img, m), false, size, out);
+        }
+        let raw = self.models.detector.forward(self.batch(input, images.len(), size));
+        let [_, ch, grid, _] = raw.dims();
+        let raw: Vec<f32> = raw.into_data().try_to_vec().expect("detector output is f32");
+        images
+            .iter()
+            .zip(&margins)
+            .zip(raw.chunks_exact(ch * grid * grid))
+            .map(|((img, &m), out)| {
+                let (w, h) = ((img.width() + 2 * m) as f64, (img.height() + 2 * m) as f64);
+                let scale = size as f64 / w.max(h);
+                let reshaped = ((w * scale).round(), (h * scale).round());
+                let m = m as f64;
+                detector::decode(out, grid, reshaped, self.config.detector_score_threshold)
+                    .into_iter()
+                    .map(|b| FaceBox {
+                        x: (b.x * w - m) as f32,
+                        y: (b.y * h - m) as f32,
+                        width: (b.width * w) as f32,
+                        height: (b.height * h) as f32,
+                        score: b.score as f32,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// 68 landmarks (image pixels) for each (image, face box), with the crop they were found
+    /// in; `None` if the box is outside the image.
+    pub fn landmarks(&self, items: &[(&RgbImage, FaceBox)]) -> Vec<Option<(Vec<[f64; 2]>, Rect)>> {
+        let size = landmarks::INPUT_SIZE;
+        let plane = 3 * size * size;
+        let rects: Vec<Option<Rect>> = items
+            .iter()
+            .map(|(img, b)| {
+                Rect::clip(
+                    b.x as f64,
+                    b.y as f64,
+                    b.width as f64,
+                    b.height as f64,
+                    img.width(),
+                    img.height(),
+                )
+            })
+            .collect();
+        let valid: Vec<usize> = (0..items.len()).filter(|&i| rects[i].is_some()).collect();
+        let mut out = vec![None; items.len()];
+        if valid.is_empty() {
+            return out;
+        }
+        let mut input = vec![0.0f32; valid.len() * plane];
+        for (&i, buf) in valid.iter().zip(input.chunks_exact_mut(plane)) {
+            imageops::crop_square_resize(items[i].0, rects[i].unwrap(), true, size, buf);
+        }
+        let pred: Vec<f32> = self
+            .models
+            .landmarks
+            .forward(self.batch(input, valid.len(), size))
+            .into_data()
+            .try_to_vec()
+            .expect("landmark output is f32");
+        for (&i, p) in valid.iter().zip(pred.chunks_exact(2 * landmarks::NUM_POINTS)) {
+            let rect = rects[i].unwrap();
+            let face = items[i].1;
+            // face-api `postProcess`: undo the centred square padding of the 112 input.
+            let (w, h) = (rect.width as f64, rect.height as f64);
+            let s = size as f64 / w.max(h);
+            let (ws, hs) = (w * s, h * s);
+            let pad_x = if ws < hs { (hs - ws).abs() / 2.0 } else { 0.0 };
+            let pad_y = if hs < ws { (hs - ws).abs() / 2.0 } else { 0.0 };
+            let points = p
+                .chunks_exact(2)
+                .map(|xy| {
+                    let rx = ((xy[0] as f64 * size as f64) - pad_x) / ws;
+                    let ry = ((xy[1] as f64 * size as f64) - pad_y) / hs;
+                    // Relative to the (floored) crop, shifted by the unfloored detection box,
+                    // exactly as face-api's `FaceLandmarks.shiftBy` does.
+                    [rx * w + face.x as f64, ry * h + face.y as f64]
+                })
+                .collect();
+            out[i] = Some((points, rect));
+        }
+        out
+    }
+
+    /// Descriptors for 150×150 planar RGB crops, one network call.
+    pub fn embed_crops(&self, crops: Vec<f32>) -> Vec<Descriptor> {
+        let size = recognition::INPUT_SIZE;
+        let n = crops.len() / (3 * size * size);
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut out: Vec<f32> = self
+            .models
+            .recognition
+            .forward(self.batch(crops, n, size))
+            .into_data()
+            .try_to_vec()
+            .expect("f32 descriptors");
+        let descriptors = out
+            .chunks_exact(recognition::DESCRIPTOR_LEN)
+            .map(|d| Descriptor::new(d.to_vec()))
+            .collect();
+        out.zeroize();
+        descriptors
+    }
+
+    /// The recognition crop for a face: face-api's padded landmark box, or the dlib-style chip.
+    pub fn align(&self, img: &RgbImage, points: &[[f64; 2]], crop: Rect, out: &mut [f32]) -> Option<Option<Rect>> {
+        let size = recognition::INPUT_SIZE;
+        match self.config.alignment {
+            Alignment::FaceApi => {
+                let rect = face_api_aligned_rect(points, crop.width, crop.height, img.width(), img.height())?;
+                imageops::crop_square_resize(img, rect, true, size, out);
+                Some(Some(rect))
+            }
+            Alignment::DlibChip => {
+                let to_chip = dlib_chip_transform(points, size);
+                imageops::warp_affine(img, imageops::invert_affine(to_chip), size, out);
+                Some(None)
+            }
+        }
+    }
+
+    /// Landmarks, alignment and descriptors for given faces.
+    pub fn describe(&self, items: &[(&RgbImage, FaceBox)], timings: &mut Timings) -> Vec<Option<Face>> {
+        let t = Instant::now();
+        let marks = self.landmarks(items);
+        timings.landmarks_ms += ms(t);
+        let t = Instant::now();
+        let size = recognition::INPUT_SIZE;
+        let plane = 3 * size * size;
+        let mut crops = Vec::new();
+        let mut prepared = Vec::new();
+        for (i, m) in marks.into_iter().enumerate() {
+            let Some((points, landmark_crop)) = m else { continue };
+            let mut crop = vec![0.0f32; plane];
+            let Some(aligned) = self.align(items[i].0, &points, landmark_crop, &mut crop) else {
+                continue;
+            };
+            let sharpness = imageops::laplacian_variance(&crop, size);
+            crops.extend_from_slice(&crop);
+            crop.zeroize();
+            prepared.push((i, points, aligned, sharpness));
+        }
+        let descriptors = self.embed_crops(crops);
+        timings.embed_ms += ms(t);
+        let mut out: Vec<Option<Face>> = vec![None; items.len()];
+        for ((i, points, aligned, sharpness), descriptor) in prepared.into_iter().zip(descriptors) {
+            out[i] = Some(Face {
+                face: items[i].1,
+                yaw: yaw(&points),
+                landmarks: points.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
+                aligned,
+                descriptor,
+                sharpness,
+            });
+        }
+        out
+    }
+
+    /// Decode, detect, choose the face per policy, check quality, and describe it.
+    pub fn analyze(&self, images: &[&[u8]], policies: &[FacePolicy]) -> BatchResult<Result<Face, Rejection>> {
+        assert_eq!(images.len(), policies.len());
+        let mut timings = Timings::default();
+        let start = Instant::now();
+        let mut items: Vec<Result<Face, Rejection>> = Vec::with_capacity(images.len());
+        for (chunk, pols) in images
+            .chunks(self.config.batch_size)
+            .zip(policies.chunks(self.config.batch_size))
+        {
+            let t = Instant::now();
+            let mut decoded: Vec<Result<RgbImage, Rejection>> =
+                chunk.iter().map(|b| decode(b, self.config.max_pixels)).collect();
+            timings.decode_ms += ms(t);
+            let t = Instant::now();
+            let ok: Vec<usize> = (0..chunk.len()).filter(|&i| decoded[i].is_ok()).collect();
+            let imgs: Vec<&RgbImage> = ok.iter().map(|&i| decoded[i].as_ref().unwrap()).collect();
+            let mut detections = vec![Vec::new(); chunk.len()];
+            for (&i, d) in ok.iter().zip(self.detect(&imgs)) {
+                detections[i] = d;
+            }
+            timings.detect_ms += ms(t);
+            // Choose one face per image, or the reason there is none.
+            let chosen: Vec<Result<FaceBox, Rejection>> = (0..chunk.len())
+                .map(|i| match &decoded[i] {
+                    Err(e) => Err(e.clone()),
+                    Ok(img) => self.choose(&detections[i], pols[i], img.width(), img.height()),
+                })
+                .collect();
+            let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
+            let faces_in: Vec<(&RgbImage, FaceBox)> = wanted
+                .iter()
+                .map(|&i| (decoded[i].as_ref().unwrap(), *chosen[i].as_ref().unwrap()))
+                .collect();
+            // `described` follows the order of the chosen faces.
+            let mut described = self.describe(&faces_in, &mut timings).into_iter();
+            items.extend(chosen.into_iter().map(|c| {
+                c.and_then(|_| match described.next().flatten() {
+                    None => Err(Rejection::NoFace),
+                    Some(face) => self.check_quality(&face).map(|()| face),
+                })
+            }));
+            // Wipe the decoded pixels now rather than whenever the allocator reuses them.
+            for img in decoded.iter_mut().flatten() {
+                let mut raw = std::mem::take(img).into_raw();
+                raw.zeroize();
+            }
+        }
+        timings.total_ms = ms(start);
+        BatchResult { items, timings }
+    }
+
+    fn choose(&self, faces: &[FaceBox], policy: FacePolicy, img_w: u32, img_h: u32) -> Result<FaceBox, Rejection> {
+        let area = |f: &FaceBox| f.width * f.height;
+        let mut by_area: Vec<&FaceBox> = faces.iter().collect();
+        by_area.sort_by(|a, b| area(b).total_cmp(&area(a)));
+        let face = match (by_area.as_slice(), policy) {
+            ([], _) => return Err(Rejection::NoFace),
+            ([one], _) => **one,
+            ([first, second, ..], FacePolicy::Dominant)
+                if area(first) >= self.config.reference_dominance * area(second) =>
+            {
+                **first
+            }
+            (many, FacePolicy::Dominant) => {
+                let (cx, cy) = (img_w as f32 / 2.0, img_h as f32 / 2.0);
+                let central: Vec<&&FaceBox> = many
+                    .iter()
+                    .filter(|f| f.x <= cx && cx <= f.x + f.width && f.y <= cy && cy <= f.y + f.height)
+                    .collect();
+                match central.as_slice() {
+                    [one] if area(one) >= 0.5 * area(many[0]) => ***one,
+                    _ => return Err(Rejection::MultipleFaces { count: many.len() }),
+                }
+            }
+            (many, FacePolicy::Single) => return Err(Rejection::MultipleFaces { count: many.len() }),
+        };
+        let size = face.width.min(face.height).max(0.0) as u32;
+        if size < self.config.min_face_px {
+            return Err(Rejection::FaceTooSmall {
+                size_px: size,
+                min_px: self.config.min_face_px,
+            });
+        }
+        Ok(face)
+    }
+
+    fn check_quality(&self, face: &Face) -> Result<(), Rejection> {
+        let c = &self.config;
+        if c.max_yaw > 0.0 && face.yaw.abs() > c.max_yaw {
+            return Err(Rejection::TurnedAway {
+                yaw: face.yaw,
+                max_yaw: c.max_yaw,
+            });
+        }
+        if c.min_sharpness > 0.0 && face.sharpness < c.min_sharpness {
+            return Err(Rejection::Blurred {
+                sharpness: face.sharpness,
+                min_sharpness: c.min_sharpness,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verify (probe, reference) pairs: all photos of the batch go through each stage together.
+    pub fn verify(&self, pairs: &[(&[u8], &[u8])]) -> Vec<Verification> {
+        let images: Vec<&[u8]> = pairs.iter().flat_map(|(p, r)| [*p, *r]).collect();
+        let policies: Vec<FacePolicy> = pairs
+            .iter()
+            .flat_map(|_| [FacePolicy::from(Role::Probe), FacePolicy::from(Role::Reference)])
+            .collect();
+        let BatchResult { items, timings } = self.analyze(&images, &policies);
+        let mut it = items.into_iter();
+        let n = pairs.len().max(1) as f64;
+        let per_pair = Timings {
+            decode_ms: timings.decode_ms / n,
+            detect_ms: timings.detect_ms / n,
+            landmarks_ms: timings.landmarks_ms / n,
+            embed_ms: timings.embed_ms / n,
+            total_ms: timings.total_ms / n,
+        };
+        let mut out = Vec::with_capacity(pairs.len());
+        while let (Some(probe), Some(reference)) = (it.next(), it.next()) {
+            out.push(self.decide(probe, reference, per_pair.clone()));
+        }
+        out
+    }
+
+    /// The decision for one analysed pair.
+    pub fn decide(
+        &self,
+        probe: Result<Face, Rejection>,
+        reference: Result<Face, Rejection>,
+        timings: Timings,
+    ) -> Verification {
+        let threshold = self.config.threshold;
+        let mut reasons = Vec::new();
+        let (probe_face, reference_face) = (
+            probe.as_ref().ok().map(|f| f.face),
+            reference.as_ref().ok().map(|f| f.face),
+        );
+        let score = match (&probe, &reference) {
+            (Ok(p), Ok(r)) => Some(cosine_similarity(p.descriptor.as_slice(), r.descriptor.as_slice())),
+            _ => None,
+        };
+        if let Err(e) = probe {
+            reasons.push(Reason::new(Role::Probe, e));
+        }
+        if let Err(e) = reference {
+            reasons.push(Reason::new(Role::Reference, e));
+        }
+        let decision = score.map_or(Decision::Rejected, |s| Verification::decide(s, threshold));
+        Verification {
+            decision,
+            score,
+            threshold,
+            reasons,
+            probe_face,
+            reference_face,
+            model: self.model_version().to_string(),
+            device: self.device.label.clone(),
+            timings,
+        }
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn mean(points: &[[f64; 2]]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let (x, y) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p[0], b + p[1]));
+    (x / n, y / n)
+}
+
+/// Eye centres, nose tip, mouth corners (iBUG-68 indices).
+pub fn five_points(p: &[[f64; 2]]) -> [(f64, f64); 5] {
+    [
+        mean(&p[36..42]),
+        mean(&p[42..48]),
+        (p[30][0], p[30][1]),
+        (p[48][0], p[48][1]),
+        (p[54][0], p[54][1]),
+    ]
+}
+
+/// Head yaw from landmarks: the nose tip's offset from the eyes' midpoint, in half
+/// inter-ocular distances (0 frontal; about ±1 when the nose reaches an eye in profile).
+pub fn yaw(p: &[[f64; 2]]) -> f32 {
+    let [l, r, nose, _, _] = five_points(p);
+    let (mx, my) = ((l.0 + r.0) / 2.0, (l.1 + r.1) / 2.0);
+    let (ex, ey) = (r.0 - l.0, r.1 - l.1);
+    let half = (ex * ex + ey * ey).sqrt() / 2.0;
+    if half == 0.0 {
+        return 0.0;
+    }
+    // Project the nose offset on the eye axis.
+    (((nose.0 - mx) * ex + (nose.1 - my) * ey) / (2.0 * half) / half) as f32
+}
+
+/// face-api's descriptor crop (`FaceLandmarks68.alignDlib`, as `withFaceDescriptors` uses it):
+/// a square of side ⌊d / 0.45⌋, d the mean eye-to-mouth distance, placed at 0.5 / 0.43 of its
+/// side from the centroid of the eye and mouth centres; axis-aligned, then clipped and floored
+/// as `extractFaceTensors` does. `crop_w`/`crop_h` are the landmark crop's size, which face-api
+/// (oddly) uses as the image size in its bound.
+pub fn face_api_aligned_rect(points: &[[f64; 2]], crop_w: u32, crop_h: u32, img_w: u32, img_h: u32) -> Option<Rect> {
+    let [l, r, _, _, _] = five_points(points);
+    let m = mean(&points[48..68]);
+    let dist = |p: (f64, f64)| ((m.0 - p.0).powi(2) + (m.1 - p.1).powi(2)).sqrt();
+    let size = ((dist(l) + dist(r)) / 2.0 / 0.45).floor();
+    let (cx, cy) = ((l.0 + r.0 + m.0) / 3.0, (l.1 + r.1 + m.1) / 3.0);
+    let x = (cx - 0.5 * size).max(0.0).floor();
+    let y = (cy - 0.43 * size).max(0.0).floor();
+    let (w, h) = (size.min(crop_w as f64 + x), size.min(crop_h as f64 + y));
+    Rect::clip(x, y, w, h, img_w, img_h)
+}

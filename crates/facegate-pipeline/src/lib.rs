@@ -1,0 +1,10 @@
+//! The verification pipeline: decode → detect → landmarks → align/crop → embed → compare.
+
+pub mod decode;
+pub mod device;
+pub mod engine;
+pub mod imageops;
+
+pub use decode::decode;
+pub use device::{DeviceChoice, SelectedDevice};
+pub use engine::{BatchResult, Engine, EngineError, Face, FacePolicy};

@@ -1,0 +1,133 @@
+//! Bad and awkward inputs: each gets its typed rejection (never a panic) and never disturbs the
+//! other photos of its batch.
+
+mod common;
+
+use common::{data, engine, read};
+use facegate_core::{Config, Decision, Rejection};
+use facegate_pipeline::{DeviceChoice, FacePolicy, decode};
+
+fn rejection(name: &str) -> Rejection {
+    decode(&read(&data(name)), Config::default().max_pixels).expect_err(name)
+}
+
+#[test]
+fn decoding_traps_are_typed_rejections() {
+    assert_eq!(rejection("empty.jpg"), Rejection::EmptyImage);
+    assert_eq!(rejection("not-an-image.jpg"), Rejection::UnsupportedFormat);
+    assert!(matches!(rejection("truncated.jpg"), Rejection::CorruptImage { .. }));
+    let t = std::time::Instant::now();
+    assert_eq!(
+        rejection("huge.png"),
+        Rejection::ImageTooLarge {
+            width: 60000,
+            height: 60000,
+            max_pixels: 40_000_000
+        }
+    );
+    // Refused from the header: decoding 60000² pixels would take seconds and 10 GB.
+    assert!(t.elapsed().as_millis() < 500);
+    // A cut PNG is corrupt as well.
+    let png = read(&data("face-a.png"));
+    assert!(matches!(
+        decode(&png[..png.len() / 2], u64::MAX),
+        Err(Rejection::CorruptImage { .. })
+    ));
+}
+
+#[test]
+fn format_comes_from_the_bytes_not_the_name() {
+    let webp = decode(&read(&data("webp-named.jpg")), u64::MAX).unwrap();
+    let png = decode(&read(&data("face-a.png")), u64::MAX).unwrap();
+    // Lossless WebP of the same picture: identical pixels.
+    assert_eq!(webp.as_raw(), png.as_raw());
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    // exif-rotated.jpg stores face-a turned 90° counter-clockwise with orientation 6.
+    let rotated = decode(&read(&data("exif-rotated.jpg")), u64::MAX).unwrap();
+    let upright = decode(&read(&data("face-a.jpg")), u64::MAX).unwrap();
+    let mad =
+        |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.len() as f64;
+    let raw_rotated = image::load_from_memory(&read(&data("exif-rotated.jpg")))
+        .unwrap()
+        .into_rgb8();
+    let applied = mad(rotated.as_raw(), upright.as_raw());
+    let ignored = mad(raw_rotated.as_raw(), upright.as_raw());
+    assert!(
+        applied < 3.0 && ignored > 20.0,
+        "applied {applied:.1}, ignored {ignored:.1}"
+    );
+}
+
+#[test]
+fn faces_policies_and_a_mixed_batch() {
+    let engine = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let names = [
+        "face-a.png",
+        "no-face.png",
+        "group-3.png",
+        "truncated.jpg",
+        "exif-rotated.jpg",
+        "group-3.png",
+    ];
+    let bytes: Vec<Vec<u8>> = names.iter().map(|n| read(&data(n))).collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    use FacePolicy::*;
+    let out = engine
+        .analyze(&refs, &[Single, Single, Single, Single, Single, Dominant])
+        .items;
+    assert!(out[0].is_ok());
+    assert_eq!(out[1].as_ref().unwrap_err(), &Rejection::NoFace);
+    assert_eq!(out[2].as_ref().unwrap_err(), &Rejection::MultipleFaces { count: 3 });
+    assert!(matches!(out[3], Err(Rejection::CorruptImage { .. })));
+    assert!(out[4].is_ok(), "rotated photo beside failures still works");
+    // Three faces of similar size: none dominates, so even a reference is refused.
+    assert_eq!(out[5].as_ref().unwrap_err(), &Rejection::MultipleFaces { count: 3 });
+    // The good photos of the batch are the same as when analysed alone.
+    let alone = engine.analyze(&refs[..1], &[Single]).items.remove(0).unwrap();
+    assert_eq!(
+        alone.descriptor.as_slice(),
+        out[0].as_ref().unwrap().descriptor.as_slice()
+    );
+}
+
+#[test]
+fn small_faces_are_refused_with_their_size() {
+    let config = Config {
+        min_face_px: 200,
+        ..Config::default()
+    };
+    let engine = engine(DeviceChoice::Cpu, config).unwrap();
+    let out = engine
+        .analyze(&[&read(&data("face-a.png"))], &[FacePolicy::Single])
+        .items;
+    assert!(
+        matches!(
+            out[0],
+            Err(Rejection::FaceTooSmall {
+                size_px: 109,
+                min_px: 200
+            })
+        ),
+        "{:?}",
+        out[0].as_ref().err()
+    );
+}
+
+#[test]
+fn verify_decides_and_explains() {
+    let engine = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let a = read(&data("face-a.png"));
+    let a_rot = read(&data("exif-rotated.jpg"));
+    let b = read(&data("face-d.png"));
+    let none = read(&data("no-face.png"));
+    let v = engine.verify(&[(&a, &a_rot), (&a, &b), (&none, &a)]);
+    assert_eq!(v[0].decision, Decision::Match);
+    assert_eq!(v[1].decision, Decision::NoMatch);
+    assert_eq!(v[2].decision, Decision::Rejected);
+    assert_eq!(v[2].reasons.len(), 1);
+    assert_eq!(v[2].reasons[0].code, "no_face");
+    assert!(v[2].score.is_none() && v[2].probe_face.is_none() && v[2].reference_face.is_some());
+}
