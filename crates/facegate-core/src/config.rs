@@ -35,8 +35,8 @@ pub struct Config {
     pub min_face_px: u32,
     /// A reference portrait with several faces is accepted when its main face is clear: the
     /// largest face is at least this many times the area of the next one (a document's main
-    /// photo beside a small ghost image), or exactly one face covers the image centre and is at
-    /// least half the size of the largest. A probe (selfie) must show exactly one face.
+    /// photo beside a small ghost image), or the largest face covers the image centre (a
+    /// centred portrait with bystanders). A probe (selfie) must show exactly one face.
     pub reference_dominance: f32,
     /// Minimum sharpness (variance of the Laplacian of the 150 px face crop); 0 disables.
     pub min_sharpness: f32,

@@ -445,18 +445,16 @@ impl Engine {
             {
                 **first
             }
-            (many, FacePolicy::Dominant) => {
-                let (cx, cy) = (img_w as f32 / 2.0, img_h as f32 / 2.0);
-                let central: Vec<&&FaceBox> = many
-                    .iter()
-                    .filter(|f| f.x <= cx && cx <= f.x + f.width && f.y <= cy && cy <= f.y + f.height)
-                    .collect();
-                match central.as_slice() {
-                    [one] if area(one) >= 0.5 * area(many[0]) => ***one,
-                    _ => return Err(Rejection::MultipleFaces { count: many.len() }),
-                }
+            // Otherwise the largest face must be the photo's subject: the one covering its centre.
+            ([first, ..], FacePolicy::Dominant)
+                if first.x <= img_w as f32 / 2.0
+                    && img_w as f32 / 2.0 <= first.x + first.width
+                    && first.y <= img_h as f32 / 2.0
+                    && img_h as f32 / 2.0 <= first.y + first.height =>
+            {
+                **first
             }
-            (many, FacePolicy::Single) => return Err(Rejection::MultipleFaces { count: many.len() }),
+            (many, _) => return Err(Rejection::MultipleFaces { count: many.len() }),
         };
         let size = face.width.min(face.height).max(0.0) as u32;
         if size < self.config.min_face_px {
