@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
 use crate::ModelError;
-use crate::weights::Weights;
+use crate::weights::{SeparableConv, Weights};
 
 pub const DEFAULT_INPUT_SIZE: usize = 416;
 pub const MEAN_RGB: [f32; 3] = [117.001, 114.697, 97.404];
@@ -22,40 +22,6 @@ pub const ANCHORS: [(f64, f64); 5] = [
     (9.041765, 10.66308),
 ];
 const LEAKY_SLOPE: f64 = 0.1;
-
-/// Zero-pad 1, depthwise 3×3 VALID (no bias), pointwise 1×1 + bias, leaky ReLU.
-#[derive(Debug)]
-pub struct SeparableConv {
-    depthwise_filter: Conv2d,
-    pointwise_filter: Conv2d,
-}
-
-impl SeparableConv {
-    fn load(w: &Weights, prefix: &str, device: &Device) -> Result<Self, ModelError> {
-        Ok(Self {
-            depthwise_filter: w.depthwise(
-                &format!("{prefix}/depthwise_filter"),
-                1,
-                PaddingConfig2d::Explicit(1, 1, 1, 1),
-                device,
-            )?,
-            pointwise_filter: w.conv(
-                &format!("{prefix}/pointwise_filter"),
-                Some(&format!("{prefix}/bias")),
-                1,
-                PaddingConfig2d::Valid,
-                device,
-            )?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        leaky_relu(
-            self.pointwise_filter.forward(self.depthwise_filter.forward(x)),
-            LEAKY_SLOPE,
-        )
-    }
-}
 
 #[derive(Debug)]
 pub struct TinyFaceDetector {
@@ -73,7 +39,8 @@ pub struct TinyFaceDetector {
 
 impl TinyFaceDetector {
     pub fn load(w: &Weights, device: &Device) -> Result<Self, ModelError> {
-        let sep = |p: &str| SeparableConv::load(w, p, device);
+        // face-api pads 1 all round, then runs the separable conv VALID.
+        let sep = |p: &str| SeparableConv::load(w, p, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), device);
         // TF "SAME" max pooling pads at the end only (and with -inf): burn's `Same` does both.
         let pool = |stride| {
             MaxPool2dConfig::new([2, 2])
@@ -95,15 +62,19 @@ impl TinyFaceDetector {
         })
     }
 
+    fn leaky(&self, conv: &SeparableConv, x: Tensor<4>) -> Tensor<4> {
+        leaky_relu(conv.forward(x), LEAKY_SLOPE)
+    }
+
     /// `[N, 3, S, S]` RGB in 0..255 (S a multiple of 32) → `[N, 25, S/32, S/32]` raw YOLO output.
     pub fn forward(&self, rgb: Tensor<4>) -> Tensor<4> {
         let x = (rgb - self.mean_rgb.clone()) / 255.0;
         let x = leaky_relu(self.conv0.forward(x), LEAKY_SLOPE);
-        let x = self.conv1.forward(self.pool_s2.forward(x));
-        let x = self.conv2.forward(self.pool_s2.forward(x));
-        let x = self.conv3.forward(self.pool_s2.forward(x));
-        let x = self.conv4.forward(self.pool_s2.forward(x));
-        let x = self.conv5.forward(self.pool_s2.forward(x));
+        let x = self.leaky(&self.conv1, self.pool_s2.forward(x));
+        let x = self.leaky(&self.conv2, self.pool_s2.forward(x));
+        let x = self.leaky(&self.conv3, self.pool_s2.forward(x));
+        let x = self.leaky(&self.conv4, self.pool_s2.forward(x));
+        let x = self.leaky(&self.conv5, self.pool_s2.forward(x));
         self.conv8.forward(self.pool_s1.forward(x))
     }
 }

@@ -8,18 +8,11 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::ModelError;
-use crate::weights::Weights;
+use crate::weights::{SeparableConv, Weights};
 
 pub const INPUT_SIZE: usize = 112;
 pub const NUM_POINTS: usize = 68;
 pub const MEAN_RGB: [f32; 3] = [122.782, 117.001, 104.298];
-
-/// A TF `separableConv2d(…, 'same') + bias`: depthwise (stride s) then pointwise, no activation.
-#[derive(Debug)]
-struct SeparableConv {
-    depthwise_filter: Conv2d,
-    pointwise_filter: Conv2d,
-}
 
 /// First conv of a block: a plain 3×3 conv in `dense0`, separable elsewhere.
 // Built once per model load; the variants' size difference does not matter.
@@ -28,30 +21,6 @@ struct SeparableConv {
 enum FirstConv {
     Conv(Conv2d),
     Separable(SeparableConv),
-}
-
-impl SeparableConv {
-    fn load(w: &Weights, prefix: &str, stride: usize, device: &Device) -> Result<Self, ModelError> {
-        Ok(Self {
-            depthwise_filter: w.depthwise(
-                &format!("{prefix}/depthwise_filter"),
-                stride,
-                PaddingConfig2d::Same,
-                device,
-            )?,
-            pointwise_filter: w.conv(
-                &format!("{prefix}/pointwise_filter"),
-                Some(&format!("{prefix}/bias")),
-                1,
-                PaddingConfig2d::Valid,
-                device,
-            )?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pointwise_filter.forward(self.depthwise_filter.forward(x))
-    }
 }
 
 impl FirstConv {
@@ -82,10 +51,16 @@ impl DenseBlock {
                 device,
             )?)
         } else {
-            FirstConv::Separable(SeparableConv::load(w, &format!("{prefix}/conv0"), 2, device)?)
+            FirstConv::Separable(SeparableConv::load(
+                w,
+                &format!("{prefix}/conv0"),
+                2,
+                PaddingConfig2d::Same,
+                device,
+            )?)
         };
         let rest = (1..convs)
-            .map(|i| SeparableConv::load(w, &format!("{prefix}/conv{i}"), 1, device))
+            .map(|i| SeparableConv::load(w, &format!("{prefix}/conv{i}"), 1, PaddingConfig2d::Same, device))
             .collect::<Result<_, _>>()?;
         Ok(Self { conv0, rest })
     }

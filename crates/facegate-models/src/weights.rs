@@ -149,6 +149,39 @@ impl Weights {
     }
 }
 
+/// A TF `separableConv2d + bias`: depthwise (multiplier 1, no bias) then pointwise 1×1 with
+/// bias, no activation. Weights `{prefix}/depthwise_filter`, `/pointwise_filter`, `/bias`.
+#[derive(Debug)]
+pub struct SeparableConv {
+    depthwise_filter: Conv2d,
+    pointwise_filter: Conv2d,
+}
+
+impl SeparableConv {
+    pub fn load(
+        w: &Weights,
+        prefix: &str,
+        stride: usize,
+        padding: PaddingConfig2d,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            depthwise_filter: w.depthwise(&format!("{prefix}/depthwise_filter"), stride, padding, device)?,
+            pointwise_filter: w.conv(
+                &format!("{prefix}/pointwise_filter"),
+                Some(&format!("{prefix}/bias")),
+                1,
+                PaddingConfig2d::Valid,
+                device,
+            )?,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.pointwise_filter.forward(self.depthwise_filter.forward(x))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -326,14 +326,20 @@ mod tests {
         warp_affine(&img, [1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 4, &mut out);
         assert_eq!(out[5], 60.0);
         assert_eq!(out[3], 0.0);
-        // Halving: each output pixel averages a 2×2 block.
+        // Halving a linear ramp keeps the value at the output pixel's source centre (2, 2).
         let mut small = vec![0.0; 3 * 4];
         warp_affine(&img, [2.0, 0.0, 0.0, 0.0, 2.0, 0.0], 2, &mut small);
-        assert!(
-            (small[0] - (0.0 + 10.0 + 40.0 + 50.0) / 4.0 - 0.0).abs() < 6.0,
-            "{}",
-            small[0]
-        );
+        assert!((small[3] - 100.0).abs() < 1e-4, "{}", small[3]);
+        // Halving a one-pixel checkerboard gives grey, not the aliased black or white that a
+        // single sample per output pixel would.
+        let board = RgbImage::from_fn(16, 16, |x, y| image::Rgb([if (x + y) % 2 == 0 { 200 } else { 0 }; 3]));
+        let mut half = vec![0.0; 3 * 64];
+        warp_affine(&board, [2.0, 0.0, 0.0, 0.0, 2.0, 0.0], 8, &mut half);
+        for r in 1..7 {
+            for c in 1..7 {
+                assert!((half[r * 8 + c] - 100.0).abs() < 1e-3, "{}", half[r * 8 + c]);
+            }
+        }
     }
 
     #[test]
