@@ -49,8 +49,6 @@ pub enum Rejection {
     Blurred { sharpness: f32, min_sharpness: f32 },
     #[error("the face is turned away (yaw {yaw:.2}, at most {max_yaw:.2}); look straight at the camera")]
     TurnedAway { yaw: f32, max_yaw: f32 },
-    #[error("the face touches the image border; centre the face in the frame")]
-    FaceCutOff,
 }
 
 impl Rejection {
@@ -66,7 +64,6 @@ impl Rejection {
             Self::FaceTooSmall { .. } => "face_too_small",
             Self::Blurred { .. } => "blurred",
             Self::TurnedAway { .. } => "turned_away",
-            Self::FaceCutOff => "face_cut_off",
         }
     }
 
