@@ -34,8 +34,7 @@ impl ConvLayer {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let filters = format!("{prefix}/conv/filters");
-        let s = w.shape(&filters)?;
-        let shape: [usize; 4] = [s[0], s[1], s[2], s[3]];
+        let shape = w.shape4(&filters)?;
         let cout = shape[3];
         let kernel = hwio_to_oihw(w.get(&filters, &shape)?, shape);
         let bias = w.get(&format!("{prefix}/conv/bias"), &[cout])?;

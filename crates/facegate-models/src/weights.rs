@@ -139,7 +139,8 @@ impl Weights {
         Ok(conv2d(w, [c, 1, kh, kw], None, stride, padding, c, device))
     }
 
-    fn shape4(&self, name: &str) -> Result<[usize; 4], ModelError> {
+    /// The shape of a 4-d tensor, or a typed error for any other rank.
+    pub fn shape4(&self, name: &str) -> Result<[usize; 4], ModelError> {
         let s = self.shape(name)?;
         s.try_into().map_err(|_| ModelError::WeightShape {
             name: name.into(),

@@ -356,13 +356,14 @@ impl Engine {
         let mut prepared = Vec::new();
         for (i, m) in marks.into_iter().enumerate() {
             let Some((points, landmark_crop)) = m else { continue };
-            let mut crop = vec![0.0f32; plane];
-            let Some(aligned) = self.align(items[i].0, &points, landmark_crop, &mut crop) else {
+            // Write each crop straight into the batch buffer; drop it again if alignment fails.
+            let start = crops.len();
+            crops.resize(start + plane, 0.0);
+            let Some(aligned) = self.align(items[i].0, &points, landmark_crop, &mut crops[start..]) else {
+                crops.truncate(start);
                 continue;
             };
-            let sharpness = imageops::laplacian_variance(&crop, size);
-            crops.extend_from_slice(&crop);
-            crop.zeroize();
+            let sharpness = imageops::laplacian_variance(&crops[start..], size);
             prepared.push((i, points, aligned, sharpness));
         }
         let descriptors = self.embed_crops(crops);
