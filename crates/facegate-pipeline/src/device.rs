@@ -32,6 +32,8 @@ impl std::str::FromStr for DeviceChoice {
 pub struct SelectedDevice {
     pub device: Device,
     pub label: String,
+    /// The networks run on wgpu (so scoring runs there too).
+    pub wgpu: bool,
 }
 
 /// The adapters wgpu can see: (name, device type, backend).
@@ -50,6 +52,7 @@ pub fn select(choice: DeviceChoice) -> Result<SelectedDevice, String> {
         DeviceChoice::Cpu => Ok(SelectedDevice {
             device: Device::flex(),
             label: "cpu (burn flex)".into(),
+            wgpu: false,
         }),
         DeviceChoice::Gpu => {
             let all = adapters();
@@ -62,12 +65,14 @@ pub fn select(choice: DeviceChoice) -> Result<SelectedDevice, String> {
             Ok(SelectedDevice {
                 device: Device::wgpu(DeviceKind::DefaultDevice),
                 label: describe(best),
+                wgpu: true,
             })
         }
         DeviceChoice::Auto => match adapters().iter().find(|a| is_hardware(a)) {
             Some(a) => Ok(SelectedDevice {
                 device: Device::wgpu(DeviceKind::DefaultDevice),
                 label: describe(a),
+                wgpu: true,
             }),
             None => select(DeviceChoice::Cpu),
         },

@@ -9,6 +9,7 @@ use burn::prelude::*;
 use facegate_core::{
     Alignment, Config, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings, Verification, cosine_similarity,
 };
+use facegate_kernels::{Matcher, Storage};
 use facegate_models::{FaceModels, LandmarkVariant, ModelError, detector, landmarks, recognition};
 use image::RgbImage;
 use zeroize::Zeroize;
@@ -62,6 +63,8 @@ pub struct Engine {
     models: FaceModels,
     config: Config,
     device: SelectedDevice,
+    /// The WGSL pairs kernel, when the networks run on wgpu; `None` scores on the CPU.
+    matcher: Option<Matcher>,
 }
 
 /// The results of a batch, in input order, with the time each stage took for the whole batch.
@@ -162,7 +165,45 @@ impl Engine {
             LandmarkVariant::Tiny
         };
         let models = FaceModels::embedded(variant, &device.device)?;
-        Ok(Self { models, config, device })
+        let matcher = if device.wgpu {
+            Some(Matcher::new().map_err(|e| EngineError::Device(e.to_string()))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            models,
+            config,
+            device,
+            matcher,
+        })
+    }
+
+    /// Where similarity scores are computed.
+    pub fn scorer_label(&self) -> String {
+        match &self.matcher {
+            Some(m) => format!("wgsl pairs kernel on {}", m.label()),
+            None => "cpu".into(),
+        }
+    }
+
+    /// Cosine similarity of each (probe, reference) descriptor pair: one dispatch of the WGSL
+    /// pairs kernel when the networks run on wgpu, the f64 CPU formula otherwise. Both give 0
+    /// for a zero vector.
+    pub fn score_pairs(&self, pairs: &[(&[f32], &[f32])]) -> Vec<f32> {
+        let dim = pairs.first().map_or(0, |p| p.0.len());
+        let uniform = pairs.iter().all(|(a, b)| a.len() == dim && b.len() == dim);
+        if let (Some(m), true) = (&self.matcher, uniform) {
+            let mut probes: Vec<f32> = pairs.iter().flat_map(|p| p.0.iter().copied()).collect();
+            let mut references: Vec<f32> = pairs.iter().flat_map(|p| p.1.iter().copied()).collect();
+            let scores = m.pairs(&probes, &references, dim, Storage::F32);
+            probes.zeroize();
+            references.zeroize();
+            // A kernel failure (device lost, limits) falls back to the CPU for this batch.
+            if let Ok(scores) = scores {
+                return scores;
+            }
+        }
+        pairs.iter().map(|(a, b)| cosine_similarity(a, b)).collect()
     }
 
     pub fn config(&self) -> &Config {
@@ -501,18 +542,36 @@ impl Engine {
             embed_ms: timings.embed_ms / n,
             total_ms: timings.total_ms / n,
         };
-        let mut out = Vec::with_capacity(pairs.len());
+        let mut analysed = Vec::with_capacity(pairs.len());
         while let (Some(probe), Some(reference)) = (it.next(), it.next()) {
-            out.push(self.decide(probe, reference, per_pair.clone()));
+            analysed.push((probe, reference));
         }
-        out
+        // Every pair with two faces is scored in one batch.
+        let both: Vec<(&[f32], &[f32])> = analysed
+            .iter()
+            .filter_map(|(p, r)| {
+                Some((
+                    p.as_ref().ok()?.descriptor.as_slice(),
+                    r.as_ref().ok()?.descriptor.as_slice(),
+                ))
+            })
+            .collect();
+        let mut scores = self.score_pairs(&both).into_iter();
+        analysed
+            .into_iter()
+            .map(|(probe, reference)| {
+                let score = (probe.is_ok() && reference.is_ok()).then(|| scores.next()).flatten();
+                self.decide(probe, reference, score, per_pair.clone())
+            })
+            .collect()
     }
 
-    /// The decision for one analysed pair.
+    /// The decision for one analysed pair, given its score (`None` when a face is missing).
     pub fn decide(
         &self,
         probe: Result<Face, Rejection>,
         reference: Result<Face, Rejection>,
+        score: Option<f32>,
         timings: Timings,
     ) -> Verification {
         let threshold = self.config.threshold;
@@ -521,10 +580,6 @@ impl Engine {
             probe.as_ref().ok().map(|f| f.face),
             reference.as_ref().ok().map(|f| f.face),
         );
-        let score = match (&probe, &reference) {
-            (Ok(p), Ok(r)) => Some(cosine_similarity(p.descriptor.as_slice(), r.descriptor.as_slice())),
-            _ => None,
-        };
         if let Err(e) = probe {
             reasons.push(Reason::new(Role::Probe, e));
         }

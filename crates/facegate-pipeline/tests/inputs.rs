@@ -131,3 +131,52 @@ fn verify_decides_and_explains() {
     assert_eq!(v[2].reasons[0].code, "no_face");
     assert!(v[2].score.is_none() && v[2].probe_face.is_none() && v[2].reference_face.is_some());
 }
+
+/// The WGSL pairs kernel (wgpu engines) and the CPU formula (flex engines) give the same scores
+/// and decisions on the same descriptors, including a zero vector.
+#[test]
+fn gpu_and_cpu_scoring_agree() {
+    let Some(gpu) = engine(DeviceChoice::Gpu, Config::default()) else {
+        return;
+    };
+    let cpu = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    assert!(
+        gpu.scorer_label().starts_with("wgsl pairs kernel"),
+        "{}",
+        gpu.scorer_label()
+    );
+    assert_eq!(cpu.scorer_label(), "cpu");
+    // Real descriptors of the fixtures, from the CPU engine, so only scoring differs.
+    let names = [
+        "face-a.png",
+        "face-b.png",
+        "face-c.png",
+        "face-d.png",
+        "face-e.png",
+        "exif-rotated.jpg",
+    ];
+    let bytes: Vec<Vec<u8>> = names.iter().map(|n| read(&data(n))).collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+    let faces = cpu.analyze(&refs, &[facegate_pipeline::FacePolicy::Dominant; 6]).items;
+    let d: Vec<Vec<f32>> = faces
+        .iter()
+        .map(|f| f.as_ref().unwrap().descriptor.as_slice().to_vec())
+        .collect();
+    let zero = vec![0.0; d[0].len()];
+    let mut pairs: Vec<(&[f32], &[f32])> = Vec::new();
+    for a in &d {
+        for b in &d {
+            pairs.push((a, b));
+        }
+    }
+    pairs.push((&zero, &d[0]));
+    let (g, c) = (gpu.score_pairs(&pairs), cpu.score_pairs(&pairs));
+    let threshold = Config::default().threshold;
+    for (i, (g, c)) in g.iter().zip(&c).enumerate() {
+        assert!((g - c).abs() <= 1e-5, "pair {i}: gpu {g} vs cpu {c}");
+        assert_eq!(g >= &threshold, c >= &threshold, "pair {i}: decisions differ");
+    }
+    assert_eq!(*c.last().unwrap(), 0.0);
+    // face-a and its rotated JPEG match, face-a and face-c do not, on both.
+    assert!(g[5] >= threshold && g[2] < threshold);
+}

@@ -250,13 +250,20 @@ fn eval(engine: &Engine, pairs_file: &Path, images: Option<&Path>, policy: FaceP
     }
     bar.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
+    // All pairs with two faces are scored in one batch (the WGSL kernel when on wgpu).
+    let both: Vec<(&[f32], &[f32])> = pairs
+        .iter()
+        .filter_map(|p| match (&descriptors[&p.probe], &descriptors[&p.reference]) {
+            (Ok(a), Ok(b)) => Some((a.as_slice(), b.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let mut scores = engine.score_pairs(&both).into_iter();
     let scored: Vec<Scored> = pairs
         .iter()
         .map(|p| {
-            let score = match (&descriptors[&p.probe], &descriptors[&p.reference]) {
-                (Ok(a), Ok(b)) => Some(facegate_core::cosine_similarity(a.as_slice(), b.as_slice()) as f64),
-                _ => None,
-            };
+            let both_ok = descriptors[&p.probe].is_ok() && descriptors[&p.reference].is_ok();
+            let score = both_ok.then(|| scores.next()).flatten().map(f64::from);
             Scored { same: p.same, score }
         })
         .collect();
@@ -267,7 +274,7 @@ fn eval(engine: &Engine, pairs_file: &Path, images: Option<&Path>, policy: FaceP
         let v = serde_json::json!({
             "pairs_file": pairs_file, "metrics": m, "images": distinct.len(), "failed_images": failed_images,
             "failure_to_detect_rate": ftd, "failures_by_reason": failures, "seconds": elapsed,
-            "model": engine.model_version(), "device": engine.device_label(),
+            "model": engine.model_version(), "device": engine.device_label(), "scoring": engine.scorer_label(),
         });
         println!("{v}");
     } else {
@@ -303,6 +310,7 @@ fn eval(engine: &Engine, pairs_file: &Path, images: Option<&Path>, policy: FaceP
             1e3 * elapsed / distinct.len().max(1) as f64,
             engine.device_label()
         );
+        println!("scoring:            {}", engine.scorer_label());
     }
     Ok(())
 }
