@@ -239,18 +239,10 @@ impl Matcher {
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(per_call) {
             let end = (start + per_call).min(n);
-            out.extend(self.pairs_call(
-                &probes[start * dim..end * dim],
-                &references[start * dim..end * dim],
-                dim,
-                storage,
-            )?);
+            let (a, b) = (&probes[start * dim..end * dim], &references[start * dim..end * dim]);
+            out.extend(self.score(&self.upload_pairs(a, b, dim, storage)?)?);
         }
         Ok(out)
-    }
-
-    fn pairs_call(&self, a: &[f32], b: &[f32], dim: usize, storage: Storage) -> Result<Vec<f32>, KernelError> {
-        self.score(&self.upload_pairs(a, b, dim, storage)?)
     }
 
     /// Upload (probe, reference) pairs to stay on the device; [`Self::score`] scores them.
@@ -300,7 +292,7 @@ impl Matcher {
             &[&batch.a, &batch.b, &out, &params],
             (groups_x as u32, groups_y as u32),
         );
-        let bytes = self.read(encoder, &out, n * 4)?;
+        let [bytes] = self.read(encoder, [(&out, n * 4)])?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 
@@ -397,9 +389,7 @@ impl Matcher {
                 break;
             }
         }
-        let index_encoder = self.device.create_command_encoder(&Default::default());
-        let score_bytes = self.read(encoder, &scores, m * k * 4)?;
-        let index_bytes = self.read(index_encoder, &indices, m * k * 4)?;
+        let [score_bytes, index_bytes] = self.read(encoder, [(&scores, m * k * 4), (&indices, m * k * 4)])?;
         let s: &[f32] = bytemuck::cast_slice(&score_bytes);
         let i: &[u32] = bytemuck::cast_slice(&index_bytes);
         Ok((0..m)
@@ -469,24 +459,26 @@ impl Matcher {
         pass.dispatch_workgroups(x, y, 1);
     }
 
-    /// Submit `encoder` with a copy of the first `bytes` of `buffer` and read them back.
-    fn read(
+    /// Submit `encoder` with copies of the first `bytes` of each buffer into one staging buffer,
+    /// and read them all back with a single map (one submission, one wait).
+    fn read<const N: usize>(
         &self,
         mut encoder: wgpu::CommandEncoder,
-        buffer: &wgpu::Buffer,
-        bytes: usize,
-    ) -> Result<Vec<u8>, KernelError> {
-        if bytes == 0 {
-            self.queue.submit([encoder.finish()]);
-            return Ok(Vec::new());
-        }
+        parts: [(&wgpu::Buffer, usize); N],
+    ) -> Result<[Vec<u8>; N], KernelError> {
+        // Byte counts are multiples of 4 (f32/u32), as buffer copies require.
+        let total: usize = parts.iter().map(|p| p.1).sum();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: bytes as u64,
+            size: total.max(4) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes as u64);
+        let mut offset = 0;
+        for (buffer, bytes) in parts {
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset as u64, bytes as u64);
+            offset += bytes;
+        }
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -504,7 +496,11 @@ impl Matcher {
             .map_err(|e| KernelError::Map(e.to_string()))?
             .to_vec();
         staging.unmap();
-        Ok(data)
+        let mut offset = 0;
+        Ok(parts.map(|(_, bytes)| {
+            offset += bytes;
+            data[offset - bytes..offset].to_vec()
+        }))
     }
 }
 

@@ -206,6 +206,14 @@ impl Engine {
         pairs.iter().map(|(a, b)| cosine_similarity(a, b)).collect()
     }
 
+    /// [`Self::score_pairs`] over the pairs that have both descriptors, in one batch; `None`
+    /// where a face is missing.
+    pub fn score_where_present(&self, pairs: &[Option<(&[f32], &[f32])>]) -> Vec<Option<f32>> {
+        let present: Vec<(&[f32], &[f32])> = pairs.iter().flatten().copied().collect();
+        let mut scores = self.score_pairs(&present).into_iter();
+        pairs.iter().map(|p| p.and_then(|_| scores.next())).collect()
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -546,23 +554,22 @@ impl Engine {
         while let (Some(probe), Some(reference)) = (it.next(), it.next()) {
             analysed.push((probe, reference));
         }
-        // Every pair with two faces is scored in one batch.
-        let both: Vec<(&[f32], &[f32])> = analysed
-            .iter()
-            .filter_map(|(p, r)| {
-                Some((
-                    p.as_ref().ok()?.descriptor.as_slice(),
-                    r.as_ref().ok()?.descriptor.as_slice(),
-                ))
-            })
-            .collect();
-        let mut scores = self.score_pairs(&both).into_iter();
+        let scores = {
+            let descriptors: Vec<Option<(&[f32], &[f32])>> = analysed
+                .iter()
+                .map(|(p, r)| {
+                    Some((
+                        p.as_ref().ok()?.descriptor.as_slice(),
+                        r.as_ref().ok()?.descriptor.as_slice(),
+                    ))
+                })
+                .collect();
+            self.score_where_present(&descriptors)
+        };
         analysed
             .into_iter()
-            .map(|(probe, reference)| {
-                let score = (probe.is_ok() && reference.is_ok()).then(|| scores.next()).flatten();
-                self.decide(probe, reference, score, per_pair.clone())
-            })
+            .zip(scores)
+            .map(|((probe, reference), score)| self.decide(probe, reference, score, per_pair.clone()))
             .collect()
     }
 

@@ -251,20 +251,19 @@ fn eval(engine: &Engine, pairs_file: &Path, images: Option<&Path>, policy: FaceP
     bar.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
     // All pairs with two faces are scored in one batch (the WGSL kernel when on wgpu).
-    let both: Vec<(&[f32], &[f32])> = pairs
+    let present: Vec<Option<(&[f32], &[f32])>> = pairs
         .iter()
-        .filter_map(|p| match (&descriptors[&p.probe], &descriptors[&p.reference]) {
+        .map(|p| match (&descriptors[&p.probe], &descriptors[&p.reference]) {
             (Ok(a), Ok(b)) => Some((a.as_slice(), b.as_slice())),
             _ => None,
         })
         .collect();
-    let mut scores = engine.score_pairs(&both).into_iter();
     let scored: Vec<Scored> = pairs
         .iter()
-        .map(|p| {
-            let both_ok = descriptors[&p.probe].is_ok() && descriptors[&p.reference].is_ok();
-            let score = both_ok.then(|| scores.next()).flatten().map(f64::from);
-            Scored { same: p.same, score }
+        .zip(engine.score_where_present(&present))
+        .map(|(p, score)| Scored {
+            same: p.same,
+            score: score.map(f64::from),
         })
         .collect();
     let m = metrics(&scored, engine.config().threshold as f64);
