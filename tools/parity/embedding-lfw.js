@@ -13,18 +13,13 @@
 const fs = require('fs');
 const path = require('path');
 const tf = require('@tensorflow/tfjs');
+const { loadGraphModel } = require('./graph-model');
 const jpeg = require('jpeg-js');
 
 async function main() {
   const [dir, name, size, node, pairsFile, step = '5'] = process.argv.slice(2);
   await tf.setBackend('cpu');
-  const json = JSON.parse(fs.readFileSync(`${dir}/${name}.json`));
-  const wd = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths.map((p) => fs.readFileSync(`${dir}/${p}`))));
-  const model = await tf.loadGraphModel(tf.io.fromMemory({
-    modelTopology: json.modelTopology,
-    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-    weightData: wd.buffer.slice(wd.byteOffset, wd.byteOffset + wd.length),
-  }));
+  const model = await loadGraphModel(dir, name);
   const root = path.join(path.dirname(pairsFile), 'lfw-deepfunneled');
   const lines = fs.readFileSync(pairsFile, 'utf8').trim().split('\n').slice(1).filter((_, i) => i % +step === 0);
   const file = (n, i) => `${root}/${n}/${n}_${String(i).padStart(4, '0')}.jpg`;

@@ -11,18 +11,13 @@
 // the strangers.
 const fs = require('fs');
 const tf = require('@tensorflow/tfjs');
+const { loadGraphModel } = require('./graph-model');
 const { PNG } = require('pngjs');
 
 async function main() {
   const [dir, name, size, node, ...files] = process.argv.slice(2);
   await tf.setBackend('cpu');
-  const json = JSON.parse(fs.readFileSync(`${dir}/${name}.json`));
-  const weightData = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths.map((p) => fs.readFileSync(`${dir}/${p}`))));
-  const model = await tf.loadGraphModel(tf.io.fromMemory({
-    modelTopology: json.modelTopology,
-    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-    weightData: weightData.buffer.slice(weightData.byteOffset, weightData.byteOffset + weightData.length),
-  }));
+  const model = await loadGraphModel(dir, name);
   const load = (f) => {
     const png = PNG.sync.read(fs.readFileSync(f));
     const rgb = new Float32Array(png.width * png.height * 3);
