@@ -67,6 +67,9 @@ pub struct Engine {
     matcher: Option<Matcher>,
 }
 
+/// A (probe, reference) pair after decoding: each photo, or why it could not be decoded.
+pub type DecodedPair = (Result<RgbImage, Rejection>, Result<RgbImage, Rejection>);
+
 /// The results of a batch, in input order, with the time each stage took for the whole batch.
 #[derive(Debug)]
 pub struct BatchResult<T> {
@@ -216,6 +219,11 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether the networks run on wgpu (a GPU, or lavapipe) rather than the CPU backend.
+    pub fn on_gpu(&self) -> bool {
+        self.device.wgpu
     }
 
     pub fn device_label(&self) -> &str {
@@ -434,20 +442,44 @@ impl Engine {
     /// Decode, detect, choose the face per policy, check quality, and describe it.
     pub fn analyze(&self, images: &[&[u8]], policies: &[FacePolicy]) -> BatchResult<Result<Face, Rejection>> {
         assert_eq!(images.len(), policies.len());
+        let start = Instant::now();
+        let mut timings = Timings::default();
+        let mut items = Vec::with_capacity(images.len());
+        // Decode a batch at a time, so memory stays bounded by the batch size.
+        let size = self.config.batch_size;
+        for (chunk, pols) in images.chunks(size).zip(policies.chunks(size)) {
+            let t = Instant::now();
+            let mut decoded: Vec<_> = chunk.iter().map(|b| decode(b, self.config.max_pixels)).collect();
+            timings.decode_ms += ms(t);
+            let batch = self.analyze_decoded(&decoded.iter().map(|d| d.as_ref()).collect::<Vec<_>>(), pols);
+            wipe(&mut decoded);
+            items.extend(batch.items);
+            timings.detect_ms += batch.timings.detect_ms;
+            timings.landmarks_ms += batch.timings.landmarks_ms;
+            timings.embed_ms += batch.timings.embed_ms;
+        }
+        timings.total_ms = ms(start);
+        BatchResult { items, timings }
+    }
+
+    /// [`Self::analyze`] for photos already decoded (the service decodes on a CPU pool while
+    /// the previous batch runs on the device). The caller owns, and wipes, the pixels.
+    pub fn analyze_decoded(
+        &self,
+        decoded: &[Result<&RgbImage, &Rejection>],
+        policies: &[FacePolicy],
+    ) -> BatchResult<Result<Face, Rejection>> {
+        assert_eq!(decoded.len(), policies.len());
         let mut timings = Timings::default();
         let start = Instant::now();
-        let mut items: Vec<Result<Face, Rejection>> = Vec::with_capacity(images.len());
-        for (chunk, pols) in images
+        let mut items: Vec<Result<Face, Rejection>> = Vec::with_capacity(decoded.len());
+        for (chunk, pols) in decoded
             .chunks(self.config.batch_size)
             .zip(policies.chunks(self.config.batch_size))
         {
             let t = Instant::now();
-            let mut decoded: Vec<Result<RgbImage, Rejection>> =
-                chunk.iter().map(|b| decode(b, self.config.max_pixels)).collect();
-            timings.decode_ms += ms(t);
-            let t = Instant::now();
-            let ok: Vec<usize> = (0..chunk.len()).filter(|&i| decoded[i].is_ok()).collect();
-            let imgs: Vec<&RgbImage> = ok.iter().map(|&i| decoded[i].as_ref().unwrap()).collect();
+            let ok: Vec<usize> = (0..chunk.len()).filter(|&i| chunk[i].is_ok()).collect();
+            let imgs: Vec<&RgbImage> = ok.iter().map(|&i| *chunk[i].as_ref().unwrap()).collect();
             let mut detections = vec![Vec::new(); chunk.len()];
             for (&i, d) in ok.iter().zip(self.detect(&imgs)) {
                 detections[i] = d;
@@ -455,7 +487,7 @@ impl Engine {
             timings.detect_ms += ms(t);
             // Choose one face per image, or the reason there is none.
             let chosen: Vec<Result<FaceBox, Rejection>> = (0..chunk.len())
-                .map(|i| match &decoded[i] {
+                .map(|i| match chunk[i] {
                     Err(e) => Err(e.clone()),
                     Ok(img) => self.choose(&detections[i], pols[i], img.width(), img.height()),
                 })
@@ -463,7 +495,7 @@ impl Engine {
             let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
             let faces_in: Vec<(&RgbImage, FaceBox)> = wanted
                 .iter()
-                .map(|&i| (decoded[i].as_ref().unwrap(), *chosen[i].as_ref().unwrap()))
+                .map(|&i| (*chunk[i].as_ref().unwrap(), *chosen[i].as_ref().unwrap()))
                 .collect();
             // `described` follows the order of the chosen faces.
             let mut described = self.describe(&faces_in, &mut timings).into_iter();
@@ -473,11 +505,6 @@ impl Engine {
                     Some(face) => self.check_quality(&face).map(|()| face),
                 })
             }));
-            // Wipe the decoded pixels now rather than whenever the allocator reuses them.
-            for img in decoded.iter_mut().flatten() {
-                let mut raw = std::mem::take(img).into_raw();
-                raw.zeroize();
-            }
         }
         timings.total_ms = ms(start);
         BatchResult { items, timings }
@@ -535,22 +562,42 @@ impl Engine {
 
     /// Verify (probe, reference) pairs: all photos of the batch go through each stage together.
     pub fn verify(&self, pairs: &[(&[u8], &[u8])]) -> Vec<Verification> {
-        let images: Vec<&[u8]> = pairs.iter().flat_map(|(p, r)| [*p, *r]).collect();
-        let policies: Vec<FacePolicy> = pairs
-            .iter()
+        let start = Instant::now();
+        let max = self.config.max_pixels;
+        let mut decoded: Vec<_> = pairs.iter().map(|(p, r)| (decode(p, max), decode(r, max))).collect();
+        let decode_ms = ms(start) / pairs.len().max(1) as f64;
+        let mut out = self.verify_decoded(&decoded.iter().collect::<Vec<_>>());
+        for (p, r) in &mut decoded {
+            wipe(std::slice::from_mut(p));
+            wipe(std::slice::from_mut(r));
+        }
+        for v in &mut out {
+            v.timings.decode_ms = decode_ms;
+            v.timings.total_ms += decode_ms;
+        }
+        out
+    }
+
+    /// [`Self::verify`] for decoded photos; each answer carries its share of the batch's stage
+    /// times (decoding not included).
+    pub fn verify_decoded(&self, pairs: &[&DecodedPair]) -> Vec<Verification> {
+        let n = pairs.len();
+        let images: Vec<Result<&RgbImage, &Rejection>> =
+            pairs.iter().flat_map(|(p, r)| [p.as_ref(), r.as_ref()]).collect();
+        let policies: Vec<FacePolicy> = (0..n)
             .flat_map(|_| [FacePolicy::from(Role::Probe), FacePolicy::from(Role::Reference)])
             .collect();
-        let BatchResult { items, timings } = self.analyze(&images, &policies);
+        let BatchResult { items, timings } = self.analyze_decoded(&images, &policies);
         let mut it = items.into_iter();
-        let n = pairs.len().max(1) as f64;
+        let n = n.max(1) as f64;
         let per_pair = Timings {
-            decode_ms: timings.decode_ms / n,
+            decode_ms: 0.0,
             detect_ms: timings.detect_ms / n,
             landmarks_ms: timings.landmarks_ms / n,
             embed_ms: timings.embed_ms / n,
             total_ms: timings.total_ms / n,
         };
-        let mut analysed = Vec::with_capacity(pairs.len());
+        let mut analysed = Vec::with_capacity(n as usize);
         while let (Some(probe), Some(reference)) = (it.next(), it.next()) {
             analysed.push((probe, reference));
         }
@@ -605,6 +652,14 @@ impl Engine {
             device: self.device.label.clone(),
             timings,
         }
+    }
+}
+
+/// Wipe decoded pixels now rather than whenever the allocator reuses them.
+pub fn wipe(images: &mut [Result<RgbImage, Rejection>]) {
+    for img in images.iter_mut().flatten() {
+        let mut raw = std::mem::take(img).into_raw();
+        raw.zeroize();
     }
 }
 

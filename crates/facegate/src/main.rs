@@ -11,6 +11,10 @@ use facegate_eval::{Scored, metrics, read_pairs};
 use facegate_pipeline::{DeviceChoice, Engine, FacePolicy};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod batch;
+mod loadgen;
+mod serve;
+
 #[derive(Parser)]
 #[command(name = "facegate", version, about = "GPU-accelerated 1:1 face verification")]
 struct Cli {
@@ -19,7 +23,7 @@ struct Cli {
 }
 
 #[derive(Args, Clone)]
-struct EngineArgs {
+pub struct EngineArgs {
     /// Where the networks run: auto (a real GPU if present, else CPU), cpu, or gpu (any wgpu adapter).
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
@@ -59,6 +63,14 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Run the HTTP verification service (default 127.0.0.1:8080, embedded model).
+    Serve(serve::ServeArgs),
+    /// Print the SHA-256 of an API key, for `[[server.clients]] key_sha256`.
+    HashKey { key: String },
+    /// Load a facegate service on this machine and report throughput, latency and batching.
+    Loadgen(loadgen::LoadgenArgs),
+    /// Verify every pair of an Arrow IPC or Parquet file into a Parquet file; resumable.
+    Batch(batch::BatchArgs),
     /// Measure accuracy on a pair list (LFW pairs format or TSV probe/reference/same).
     Eval {
         #[arg(long)]
@@ -105,6 +117,10 @@ fn read(path: &Path) -> Result<facegate_core::ImageBytes> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve::serve(args)?,
+        Command::HashKey { key } => println!("{}", facegate_server::hash_key(&key)),
+        Command::Loadgen(args) => loadgen::loadgen(args)?,
+        Command::Batch(args) => batch::batch(args)?,
         Command::Verify {
             probe,
             reference,

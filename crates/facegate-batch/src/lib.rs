@@ -1,0 +1,574 @@
+//! Offline verification jobs: pairs from an Arrow IPC or Parquet file in, decisions to Parquet
+//! out, through the service's scheduler (bulk priority, so batches fill).
+//!
+//! The job streams: it reads `rows_per_group` input rows at a time, verifies them, and writes
+//! their results as one Parquet file in `OUT.parts/` (written to a temporary name, synced, then
+//! renamed, so a part is either whole or absent). Killed at any moment, `--resume` skips the
+//! rows whose part exists; at the end the parts are joined into `OUT`, one row group each, in
+//! input order. Results only: no image and no descriptor is ever written.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Float32Array, Float64Array, LargeBinaryArray, LargeStringArray, RecordBatch,
+    RecordBatchReader, StringArray,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use facegate_core::{Decision, ImageBytes, Role};
+use facegate_scheduler::{EngineBackend, PairRequest, Priority, Scheduler};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("input: {0}")]
+    Input(String),
+    #[error("{0}")]
+    State(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+    move |source| JobError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    /// Base folder of path columns (default: the input file's folder).
+    pub images: Option<PathBuf>,
+    pub resume: bool,
+    /// Input rows per output row group (and per durable part).
+    pub rows_per_group: usize,
+}
+
+/// What a finished (or resumed) job did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub rows: u64,
+    /// Rows already done by an earlier, interrupted run.
+    pub resumed_rows: u64,
+    pub matches: u64,
+    pub no_matches: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+/// The schema of the output file.
+pub fn output_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("decision", DataType::Utf8, false),
+        Field::new("score", DataType::Float32, true),
+        Field::new("threshold", DataType::Float32, false),
+        Field::new(
+            "reasons",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        ),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("elapsed_ms", DataType::Float64, false),
+    ]))
+}
+
+/// One output row. `decision` is `match`, `no_match`, `rejected` (a photo unusable: reasons
+/// say why) or `error` (the row could not be verified: a missing file, a device failure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub id: String,
+    pub decision: String,
+    pub score: Option<f32>,
+    pub threshold: f32,
+    pub reasons: Vec<String>,
+    pub model: String,
+    pub elapsed_ms: f64,
+}
+
+/// Kept beside the parts, so a resume uses the same chunking on the same input.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Manifest {
+    input: PathBuf,
+    input_bytes: u64,
+    rows_per_group: usize,
+}
+
+fn parts_dir(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".parts");
+    PathBuf::from(s)
+}
+
+fn part_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("part-{index:09}.parquet"))
+}
+
+/// The number of rows, when the input says so without being read (Parquet's footer).
+pub fn count_rows(path: &Path) -> Option<u64> {
+    let f = File::open(path).ok()?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).ok()?;
+    u64::try_from(b.metadata().file_metadata().num_rows()).ok()
+}
+
+/// Record batches of `rows` rows from a Parquet or Arrow IPC (file or stream) input.
+pub fn open_input(path: &Path, rows: usize) -> Result<Box<dyn RecordBatchReader + Send>, JobError> {
+    let mut f = File::open(path).map_err(io(path))?;
+    let mut magic = [0u8; 6];
+    let n = f.read(&mut magic).map_err(io(path))?;
+    f.seek(SeekFrom::Start(0)).map_err(io(path))?;
+    if n >= 4 && &magic[..4] == b"PAR1" {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)?
+            .with_batch_size(rows)
+            .build()?;
+        Ok(Box::new(reader))
+    } else if n == 6 && &magic == b"ARROW1" {
+        let reader = arrow_ipc::reader::FileReader::try_new(BufReader::new(f), None)?;
+        Ok(Box::new(Rechunk::new(reader, rows)))
+    } else {
+        let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(f), None)
+            .map_err(|e| JobError::Input(format!("{}: neither Parquet nor Arrow IPC ({e})", path.display())))?;
+        Ok(Box::new(Rechunk::new(reader, rows)))
+    }
+}
+
+/// IPC files keep the writer's batch sizes; re-slice them to `rows` so parts line up.
+struct Rechunk<R> {
+    inner: R,
+    rows: usize,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    done: bool,
+}
+
+impl<R: RecordBatchReader> Rechunk<R> {
+    fn new(inner: R, rows: usize) -> Self {
+        Self {
+            inner,
+            rows,
+            pending: Vec::new(),
+            pending_rows: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: RecordBatchReader> Iterator for Rechunk<R> {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done && self.pending_rows < self.rows {
+            match self.inner.next() {
+                Some(Ok(b)) => {
+                    self.pending_rows += b.num_rows();
+                    self.pending.push(b);
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => self.done = true,
+            }
+        }
+        if self.pending_rows == 0 {
+            return None;
+        }
+        let all = match arrow_select::concat::concat_batches(&self.inner.schema(), &self.pending) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        let take = self.rows.min(all.num_rows());
+        let out = all.slice(0, take);
+        let rest = all.slice(take, all.num_rows() - take);
+        self.pending_rows = rest.num_rows();
+        self.pending = if rest.num_rows() > 0 { vec![rest] } else { Vec::new() };
+        Some(Ok(out))
+    }
+}
+
+impl<R: RecordBatchReader> RecordBatchReader for Rechunk<R> {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+/// Where a photo comes from in one input row.
+enum Source {
+    Bytes(ImageBytes),
+    Path(PathBuf),
+}
+
+struct InputRow {
+    id: String,
+    probe: Source,
+    reference: Source,
+}
+
+/// A row to verify, or (id, error code) when the row itself is unusable.
+type RowOrError = Result<InputRow, (String, String)>;
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, JobError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| JobError::Input(format!("no `{name}` column")))?;
+    let values = |i: usize| (!col.is_null(i)).then_some(i);
+    match col.data_type() {
+        DataType::Utf8 => {
+            let a = col.as_any().downcast_ref::<StringArray>().unwrap();
+            Ok((0..a.len())
+                .map(|i| values(i).map(|i| a.value(i).to_string()))
+                .collect())
+        }
+        DataType::LargeUtf8 => {
+            let a = col.as_any().downcast_ref::<LargeStringArray>().unwrap();
+            Ok((0..a.len())
+                .map(|i| values(i).map(|i| a.value(i).to_string()))
+                .collect())
+        }
+        other => Err(JobError::Input(format!(
+            "`{name}` must be a string column, not {other}"
+        ))),
+    }
+}
+
+fn sources(batch: &RecordBatch, name: &str, base: &Path) -> Result<Vec<Option<Source>>, JobError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| JobError::Input(format!("no `{name}` column")))?;
+    let bytes = |v: Option<&[u8]>| v.map(|b| Source::Bytes(ImageBytes::new(b.to_vec())));
+    match col.data_type() {
+        DataType::Binary => {
+            let a = col.as_any().downcast_ref::<BinaryArray>().unwrap();
+            Ok((0..a.len())
+                .map(|i| bytes((!a.is_null(i)).then(|| a.value(i))))
+                .collect())
+        }
+        DataType::LargeBinary => {
+            let a = col.as_any().downcast_ref::<LargeBinaryArray>().unwrap();
+            Ok((0..a.len())
+                .map(|i| bytes((!a.is_null(i)).then(|| a.value(i))))
+                .collect())
+        }
+        DataType::Utf8 | DataType::LargeUtf8 => Ok(strings(batch, name)?
+            .into_iter()
+            .map(|p| p.map(|p| Source::Path(base.join(p))))
+            .collect()),
+        other => Err(JobError::Input(format!(
+            "`{name}` must be binary (image bytes) or string (a path), not {other}"
+        ))),
+    }
+}
+
+fn input_rows(batch: &RecordBatch, base: &Path) -> Result<Vec<RowOrError>, JobError> {
+    let ids = strings(batch, "id")?;
+    let probes = sources(batch, "probe", base)?;
+    let references = sources(batch, "reference", base)?;
+    Ok(ids
+        .into_iter()
+        .zip(probes)
+        .zip(references)
+        .enumerate()
+        .map(|(i, ((id, p), r))| {
+            let id = id.ok_or_else(|| (format!("row-{i}"), "missing_id".to_string()))?;
+            match (p, r) {
+                (Some(probe), Some(reference)) => Ok(InputRow { id, probe, reference }),
+                (None, _) => Err((id, "missing_probe".into())),
+                (_, None) => Err((id, "missing_reference".into())),
+            }
+        })
+        .collect())
+}
+
+async fn load(source: Source) -> Result<ImageBytes, String> {
+    match source {
+        Source::Bytes(b) => Ok(b),
+        Source::Path(p) => tokio::fs::read(&p)
+            .await
+            .map(ImageBytes::new)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => "file_not_found".to_string(),
+                _ => "file_unreadable".to_string(),
+            }),
+    }
+}
+
+fn error_row(id: String, code: String, threshold: f32, model: &str, elapsed_ms: f64) -> ResultRow {
+    ResultRow {
+        id,
+        decision: "error".into(),
+        score: None,
+        threshold,
+        reasons: vec![code],
+        model: model.to_string(),
+        elapsed_ms,
+    }
+}
+
+/// Verify one chunk of rows through the scheduler; results in input order.
+async fn verify_rows(
+    scheduler: &Scheduler<EngineBackend>,
+    rows: Vec<Result<InputRow, (String, String)>>,
+) -> Vec<ResultRow> {
+    let engine = scheduler.backend().engine();
+    let (threshold, model) = (engine.config().threshold, engine.model_version().to_string());
+    // Keep at most a queue's worth in flight, so the job is never refused as overloaded.
+    let room = Arc::new(tokio::sync::Semaphore::new(scheduler.config().queue_capacity));
+    let tasks: Vec<_> = rows
+        .into_iter()
+        .map(|row| {
+            let (scheduler, model, room) = (scheduler.clone(), model.clone(), room.clone());
+            tokio::spawn(async move {
+                let row = match row {
+                    Ok(r) => r,
+                    Err((id, code)) => return error_row(id, code, threshold, &model, 0.0),
+                };
+                let _room = room.acquire_owned().await.expect("never closed");
+                let start = Instant::now();
+                let ms = |s: Instant| s.elapsed().as_secs_f64() * 1e3;
+                let pair = match (load(row.probe).await, load(row.reference).await) {
+                    (Ok(probe), Ok(reference)) => PairRequest { probe, reference },
+                    (Err(e), _) => return error_row(row.id, format!("probe_{e}"), threshold, &model, ms(start)),
+                    (_, Err(e)) => return error_row(row.id, format!("reference_{e}"), threshold, &model, ms(start)),
+                };
+                match scheduler.submit(pair, Priority::Bulk, None).await {
+                    Ok(o) => {
+                        let v = o.response;
+                        let role = |r: Role| if r == Role::Probe { "probe" } else { "reference" };
+                        ResultRow {
+                            id: row.id,
+                            decision: match v.decision {
+                                Decision::Match => "match",
+                                Decision::NoMatch => "no_match",
+                                Decision::Rejected => "rejected",
+                            }
+                            .into(),
+                            score: v.score,
+                            threshold: v.threshold,
+                            reasons: v
+                                .reasons
+                                .iter()
+                                .map(|r| format!("{}_{}", role(r.role), r.code))
+                                .collect(),
+                            model: v.model,
+                            elapsed_ms: ms(start),
+                        }
+                    }
+                    Err(e) => error_row(row.id, e.code().to_string(), threshold, &model, ms(start)),
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.expect("row task does not panic"));
+    }
+    out
+}
+
+fn to_batch(rows: &[ResultRow]) -> Result<RecordBatch, ArrowError> {
+    let mut reasons = ListBuilder::new(StringBuilder::new());
+    for r in rows {
+        for reason in &r.reasons {
+            reasons.values().append_value(reason);
+        }
+        reasons.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.id.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.decision.as_str()))),
+        Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.score))),
+        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.threshold))),
+        Arc::new(reasons.finish()),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.model.as_str()))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.elapsed_ms))),
+    ];
+    RecordBatch::try_new(output_schema(), columns)
+}
+
+/// Write `batch` to `path` so that it is either complete or absent, even across a crash.
+fn write_durable(path: &Path, batches: &[RecordBatch]) -> Result<(), JobError> {
+    let tmp = path.with_extension("tmp");
+    let file = File::create(&tmp).map_err(io(&tmp))?;
+    let mut writer = ArrowWriter::try_new(file, output_schema(), None)?;
+    for b in batches {
+        writer.write(b)?;
+        // One row group per part.
+        writer.flush()?;
+    }
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Run (or resume) a job. `progress` is called with the rows done so far.
+pub async fn run(
+    scheduler: &Scheduler<EngineBackend>,
+    options: &JobOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<Summary, JobError> {
+    let start = Instant::now();
+    let parts = parts_dir(&options.output);
+    let input_bytes = std::fs::metadata(&options.input).map_err(io(&options.input))?.len();
+    let mut manifest = Manifest {
+        input: std::fs::canonicalize(&options.input).map_err(io(&options.input))?,
+        input_bytes,
+        rows_per_group: options.rows_per_group.max(1),
+    };
+    let manifest_path = parts.join("job.json");
+    if parts.exists() {
+        if !options.resume {
+            return Err(JobError::State(format!(
+                "{} holds an interrupted run: pass --resume to continue it, or delete it",
+                parts.display()
+            )));
+        }
+        let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
+        let earlier: Manifest =
+            serde_json::from_str(&text).map_err(|e| JobError::State(format!("{}: {e}", manifest_path.display())))?;
+        if earlier.input != manifest.input || earlier.input_bytes != manifest.input_bytes {
+            return Err(JobError::State(format!(
+                "{} was started on a different input ({})",
+                parts.display(),
+                earlier.input.display()
+            )));
+        }
+        manifest.rows_per_group = earlier.rows_per_group;
+    } else {
+        if options.output.exists() && !options.resume {
+            return Err(JobError::State(format!(
+                "{} exists; remove it or choose another output",
+                options.output.display()
+            )));
+        }
+        if options.output.exists() {
+            return Ok(Summary::default()); // resumed after completion: nothing left to do
+        }
+        std::fs::create_dir_all(&parts).map_err(io(&parts))?;
+        let tmp = manifest_path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest).expect("serialisable")).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &manifest_path).map_err(io(&manifest_path))?;
+    }
+    let base = match &options.images {
+        Some(d) => d.clone(),
+        None => options.input.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let reader = open_input(&options.input, manifest.rows_per_group)?;
+    let mut summary = Summary::default();
+    let mut part_files = Vec::new();
+    for (index, batch) in reader.enumerate() {
+        let batch = batch?;
+        let path = part_path(&parts, index as u64);
+        summary.rows += batch.num_rows() as u64;
+        if path.exists() {
+            summary.resumed_rows += batch.num_rows() as u64;
+        } else {
+            let rows = input_rows(&batch, &base)?;
+            drop(batch); // the image bytes of this chunk are now owned (and wiped) by the rows
+            let results = verify_rows(scheduler, rows).await;
+            for r in &results {
+                match r.decision.as_str() {
+                    "match" => summary.matches += 1,
+                    "no_match" => summary.no_matches += 1,
+                    "rejected" => summary.rejected += 1,
+                    _ => summary.errors += 1,
+                }
+            }
+            write_durable(&path, &[to_batch(&results)?])?;
+        }
+        part_files.push(path);
+        progress(summary.rows);
+    }
+    // Join the parts, one row group each, then remove them.
+    let tmp = options.output.with_extension("joining");
+    {
+        let file = File::create(&tmp).map_err(io(&tmp))?;
+        let mut writer = ArrowWriter::try_new(file, output_schema(), None)?;
+        for p in &part_files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(p).map_err(io(p))?)?.build()?;
+            for b in reader {
+                writer.write(&b?)?;
+            }
+            writer.flush()?;
+        }
+        writer.into_inner()?.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, &options.output).map_err(io(&options.output))?;
+    std::fs::remove_dir_all(&parts).map_err(io(&parts))?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Read a job's output back (tests, tools).
+pub fn read_output(path: &Path) -> Result<Vec<ResultRow>, JobError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).map_err(io(path))?)?.build()?;
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b?;
+        let s = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (id, decision, model) = (s("id"), s("decision"), s("model"));
+        let score = b
+            .column_by_name("score")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap()
+            .clone();
+        let threshold = b
+            .column_by_name("threshold")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap()
+            .clone();
+        let elapsed = b
+            .column_by_name("elapsed_ms")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone();
+        let reasons = b
+            .column_by_name("reasons")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::ListArray>()
+            .unwrap()
+            .clone();
+        for i in 0..b.num_rows() {
+            let r = reasons.value(i);
+            let r = r.as_any().downcast_ref::<StringArray>().unwrap();
+            out.push(ResultRow {
+                id: id.value(i).to_string(),
+                decision: decision.value(i).to_string(),
+                score: (!score.is_null(i)).then(|| score.value(i)),
+                threshold: threshold.value(i),
+                reasons: (0..r.len()).map(|j| r.value(j).to_string()).collect(),
+                model: model.value(i).to_string(),
+                elapsed_ms: elapsed.value(i),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,72 @@
+//! The verification engine as the scheduler's backend: decoding is the CPU stage, the
+//! networks and the scoring kernel are the device stage.
+
+use std::time::Instant;
+
+use facegate_core::{ImageBytes, Verification};
+use facegate_pipeline::{DecodedPair, Engine, decode, wipe};
+
+use crate::Backend;
+
+/// A (probe, reference) pair of encoded photos.
+pub struct PairRequest {
+    pub probe: ImageBytes,
+    pub reference: ImageBytes,
+}
+
+/// A decoded pair; the pixels are wiped when it is dropped.
+pub struct PreparedPair {
+    pair: DecodedPair,
+    decode_ms: f64,
+}
+
+impl Drop for PreparedPair {
+    fn drop(&mut self) {
+        wipe(std::slice::from_mut(&mut self.pair.0));
+        wipe(std::slice::from_mut(&mut self.pair.1));
+    }
+}
+
+pub struct EngineBackend {
+    engine: Engine,
+}
+
+impl EngineBackend {
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Backend for EngineBackend {
+    type Request = PairRequest;
+    type Prepared = PreparedPair;
+    type Response = Verification;
+
+    fn prepare(&self, request: PairRequest) -> PreparedPair {
+        let start = Instant::now();
+        let max = self.engine.config().max_pixels;
+        let pair = (
+            decode(request.probe.as_slice(), max),
+            decode(request.reference.as_slice(), max),
+        );
+        // `request` (the encoded bytes) is dropped, and wiped, here.
+        PreparedPair {
+            pair,
+            decode_ms: start.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+
+    fn run(&self, batch: &[&PreparedPair]) -> Result<Vec<Verification>, String> {
+        let pairs: Vec<&DecodedPair> = batch.iter().map(|p| &p.pair).collect();
+        let mut out = self.engine.verify_decoded(&pairs);
+        for (v, p) in out.iter_mut().zip(batch) {
+            v.timings.decode_ms = p.decode_ms;
+            v.timings.total_ms += p.decode_ms;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,540 @@
+//! Dynamic batching for the verification service.
+//!
+//! Requests arrive one by one from many clients; the device is only fast on batches. A request
+//! goes through three stages, each owned by one place:
+//!
+//! 1. **prepare** (decode, on a CPU pool sized to the cores) in the submitting task, so images
+//!    for the next batch are decoded while the device runs the current one;
+//! 2. **queue**: a task that owns the two priority queues and forms a batch when the device is
+//!    idle and either `max_batch` requests wait or the oldest has waited `max_delay` (Triton's
+//!    dynamic batcher); it answers through each request's oneshot channel;
+//! 3. **run**: one device thread that computes a batch at a time.
+//!
+//! Admission is bounded: at most `queue_capacity` requests are accepted and unanswered at once;
+//! beyond that a request is refused at once with [`ScheduleError::Overloaded`]. Every accepted
+//! request gets exactly one answer, including during [`Scheduler::shutdown`].
+
+mod engine;
+mod metrics;
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+
+pub use engine::{EngineBackend, PairRequest, PreparedPair};
+pub use metrics::Metrics;
+
+/// The device stage and the CPU stage before it.
+pub trait Backend: Send + Sync + 'static {
+    type Request: Send + 'static;
+    type Prepared: Send + 'static;
+    type Response: Send + 'static;
+
+    /// CPU work for one request (decoding), run on the prepare pool.
+    fn prepare(&self, request: Self::Request) -> Self::Prepared;
+
+    /// One device batch; answers in input order. An `Err` or a panic fails the whole batch,
+    /// after which each request is retried once on its own.
+    fn run(&self, batch: &[&Self::Prepared]) -> Result<Vec<Self::Response>, String>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Largest device batch, in requests; 0 lets the service choose by device (see
+    /// [`SchedulerConfig::resolve_max_batch`]).
+    pub max_batch: usize,
+    /// How long the oldest waiting request may wait for its batch to fill, in microseconds.
+    pub max_delay_us: u64,
+    /// Requests accepted and not yet answered, at most; more are refused as overloaded.
+    pub queue_capacity: usize,
+    /// Threads decoding images at once (0: one per core).
+    pub prepare_workers: usize,
+    /// Share of each batch kept for bulk requests while interactive ones are waiting too, so
+    /// bulk work progresses under interactive load (0.25: one slot in four).
+    pub bulk_share: f64,
+    /// The hint given to refused clients (HTTP Retry-After), in milliseconds.
+    pub retry_after_ms: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 0,
+            max_delay_us: 5_000,
+            queue_capacity: 256,
+            prepare_workers: 0,
+            bulk_share: 0.25,
+            retry_after_ms: 1_000,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub fn max_delay(&self) -> Duration {
+        Duration::from_micros(self.max_delay_us)
+    }
+
+    /// `max_batch = 0` (the default) resolved for the device: 1 on the CPU backend, where
+    /// batching lowered throughput in our measurement (benches/README.md, "Service": 12.9
+    /// against 7.8 verifications/s at batch 8 on 2 cores), 8 on a GPU.
+    pub fn resolve_max_batch(&mut self, on_gpu: bool) {
+        if self.max_batch == 0 {
+            self.max_batch = if on_gpu { 8 } else { 1 };
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.queue_capacity == 0 {
+            return Err("queue_capacity must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.bulk_share) {
+            return Err("bulk_share must be between 0 and 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Interactive counter checks go before bulk re-verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Interactive,
+    Bulk,
+}
+
+/// Why a request got no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("the service is overloaded; retry after {retry_after_ms} ms")]
+    Overloaded { retry_after_ms: u64 },
+    #[error("the request's deadline passed before it could be computed")]
+    TimedOut,
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("the device failed on this request (tried twice): {0}")]
+    Failed(String),
+}
+
+impl ScheduleError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Overloaded { .. } => "overloaded",
+            Self::TimedOut => "timed_out",
+            Self::ShuttingDown => "shutting_down",
+            Self::Failed(_) => "device_failed",
+        }
+    }
+}
+
+/// A computed answer and how it was batched.
+#[derive(Debug)]
+pub struct Outcome<R> {
+    pub response: R,
+    /// Requests in the device batch that computed it.
+    pub batch_size: usize,
+    /// Time spent in the prepare stage and waiting in the queue.
+    pub prepare_ms: f64,
+    pub queue_ms: f64,
+}
+
+type Answer<R> = Result<Outcome<R>, ScheduleError>;
+
+struct Job<B: Backend> {
+    prepared: B::Prepared,
+    priority: Priority,
+    deadline: Option<Instant>,
+    enqueued: Instant,
+    prepare_ms: f64,
+    answer: oneshot::Sender<Answer<B::Response>>,
+    // Returned when the job is dropped, i.e. answered: admission counts unanswered requests.
+    _admitted: OwnedSemaphorePermit,
+}
+
+impl<B: Backend> Job<B> {
+    fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
+    }
+}
+
+enum Msg<B: Backend> {
+    Job(Job<B>),
+    Stop,
+}
+
+struct Batch<B: Backend> {
+    jobs: Vec<Job<B>>,
+    // Held while the device computes: the queue only forms a batch when the device is idle.
+    _device: OwnedSemaphorePermit,
+}
+
+/// A handle to the scheduler; clones share it.
+pub struct Scheduler<B: Backend> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B: Backend> Clone for Scheduler<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<B: Backend> {
+    backend: Arc<B>,
+    config: SchedulerConfig,
+    admission: Arc<Semaphore>,
+    prepare: Arc<Semaphore>,
+    jobs: mpsc::UnboundedSender<Msg<B>>,
+    closing: AtomicBool,
+    closing_tx: watch::Sender<bool>,
+    device_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    metrics: Metrics,
+}
+
+impl<B: Backend> Scheduler<B> {
+    /// Start the queue task (on the current tokio runtime) and the device thread.
+    pub fn start(backend: B, config: SchedulerConfig, metrics: Metrics) -> Result<Self, String> {
+        config.validate()?;
+        if config.max_batch == 0 {
+            return Err("max_batch must be resolved (at least 1) before starting".into());
+        }
+        let backend = Arc::new(backend);
+        let workers = match config.prepare_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch<B>>(1);
+        let (closing_tx, closing_rx) = watch::channel(false);
+        let device = {
+            let backend = backend.clone();
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name("facegate-device".into())
+                .spawn(move || device_loop(&*backend, batch_rx, &metrics))
+                .map_err(|e| e.to_string())?
+        };
+        let queue = Queue {
+            high: VecDeque::new(),
+            low: VecDeque::new(),
+            bulk_credit: 0.0,
+            config: config.clone(),
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(queue.run(jobs_rx, batch_tx, closing_rx));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                admission: Arc::new(Semaphore::new(config.queue_capacity)),
+                prepare: Arc::new(Semaphore::new(workers)),
+                config,
+                jobs: jobs_tx,
+                closing: AtomicBool::new(false),
+                closing_tx,
+                device_thread: std::sync::Mutex::new(Some(device)),
+                metrics,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.inner.config
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.inner.backend
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Requests accepted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.inner.config.queue_capacity - self.inner.admission.available_permits()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst)
+    }
+
+    /// Run one request through the stages. Refused at once when the queue is full or the
+    /// service is shutting down; answered `TimedOut` without computing it when `deadline`
+    /// passes before its batch runs.
+    pub async fn submit(
+        &self,
+        request: B::Request,
+        priority: Priority,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome<B::Response>, ScheduleError> {
+        let inner = &self.inner;
+        let result = self.submit_inner(request, priority, deadline).await;
+        inner.metrics.record_outcome(match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        });
+        result
+    }
+
+    async fn submit_inner(
+        &self,
+        request: B::Request,
+        priority: Priority,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome<B::Response>, ScheduleError> {
+        let inner = &self.inner;
+        if self.is_closing() {
+            return Err(ScheduleError::ShuttingDown);
+        }
+        let admitted = inner
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ScheduleError::Overloaded {
+                retry_after_ms: inner.config.retry_after_ms,
+            })?;
+        inner.metrics.in_flight.inc();
+        let _counted = Decrement(&inner.metrics.in_flight);
+
+        let start = Instant::now();
+        let worker = inner.prepare.clone().acquire_owned().await.expect("never closed");
+        let backend = inner.backend.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let _worker = worker;
+            catch_unwind(AssertUnwindSafe(|| backend.prepare(request)))
+        })
+        .await
+        .map_err(|e| ScheduleError::Failed(format!("prepare task: {e}")))?
+        .map_err(|p| ScheduleError::Failed(panic_message(&p)))?;
+        let prepare_ms = ms(start);
+        inner.metrics.stage("prepare", prepare_ms);
+
+        let enqueued = Instant::now();
+        if deadline.is_some_and(|d| d <= enqueued) {
+            return Err(ScheduleError::TimedOut);
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            prepared,
+            priority,
+            deadline,
+            enqueued,
+            prepare_ms,
+            answer: tx,
+            _admitted: admitted,
+        };
+        inner
+            .jobs
+            .send(Msg::Job(job))
+            .map_err(|_| ScheduleError::ShuttingDown)?;
+        rx.await
+            .unwrap_or_else(|_| Err(ScheduleError::Failed("the request was dropped unanswered".into())))
+    }
+
+    /// Stop accepting, answer everything already accepted, then stop the queue and the device
+    /// thread. Returns when every accepted request has its answer.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::SeqCst);
+        let _ = inner.closing_tx.send(true);
+        // Every accepted request holds one permit until it is answered.
+        let all = inner.config.queue_capacity as u32;
+        let _permits = inner.admission.acquire_many(all).await.expect("never closed");
+        let _ = inner.jobs.send(Msg::Stop);
+        let handle = inner.device_thread.lock().expect("not poisoned").take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+struct Decrement<'a>(&'a prometheus::IntGauge);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The queue task's state: it alone touches the queues.
+struct Queue<B: Backend> {
+    high: VecDeque<Job<B>>,
+    low: VecDeque<Job<B>>,
+    /// Bulk slots owed (fractional), accrued while bulk requests wait.
+    bulk_credit: f64,
+    config: SchedulerConfig,
+    metrics: Metrics,
+}
+
+impl<B: Backend> Queue<B> {
+    async fn run(
+        mut self,
+        mut jobs: mpsc::UnboundedReceiver<Msg<B>>,
+        batches: mpsc::Sender<Batch<B>>,
+        mut closing: watch::Receiver<bool>,
+    ) {
+        let device_idle = Arc::new(Semaphore::new(1));
+        loop {
+            // Take everything that has arrived before deciding, so arrivals never starve dispatch.
+            loop {
+                match jobs.try_recv() {
+                    Ok(Msg::Job(job)) => self.push(job),
+                    Ok(Msg::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            self.drop_expired(Instant::now());
+            let waiting = self.high.len() + self.low.len();
+            let oldest = self.oldest();
+            let due_at = oldest.map(|t| t + self.config.max_delay());
+            let due = waiting > 0
+                && (waiting >= self.config.max_batch
+                    || *closing.borrow()
+                    || due_at.is_some_and(|t| t <= Instant::now()));
+            tokio::select! {
+                msg = jobs.recv() => match msg {
+                    Some(Msg::Job(job)) => self.push(job),
+                    Some(Msg::Stop) | None => return,
+                },
+                permit = device_idle.clone().acquire_owned(), if due => {
+                    let permit = permit.expect("never closed");
+                    let jobs = self.take_batch();
+                    if !jobs.is_empty() && batches.send(Batch { jobs, _device: permit }).await.is_err() {
+                        return;
+                    }
+                },
+                _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now).into()), if waiting > 0 && !due => {},
+                _ = closing.changed(), if !*closing.borrow() => {},
+            }
+        }
+    }
+
+    fn push(&mut self, job: Job<B>) {
+        match job.priority {
+            Priority::Interactive => self.high.push_back(job),
+            Priority::Bulk => self.low.push_back(job),
+        }
+        self.metrics.queued.set((self.high.len() + self.low.len()) as i64);
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        [self.high.front(), self.low.front()]
+            .into_iter()
+            .flatten()
+            .map(|j| j.enqueued)
+            .min()
+    }
+
+    /// Answer, without computing, every waiting request whose deadline has passed.
+    fn drop_expired(&mut self, now: Instant) {
+        for q in [&mut self.high, &mut self.low] {
+            if q.iter().any(|j| j.expired(now)) {
+                let (expired, live): (VecDeque<_>, VecDeque<_>) = q.drain(..).partition(|j| j.expired(now));
+                *q = live;
+                for job in expired {
+                    let _ = job.answer.send(Err(ScheduleError::TimedOut));
+                }
+            }
+        }
+        self.metrics.queued.set((self.high.len() + self.low.len()) as i64);
+    }
+
+    /// Interactive requests first, except for the bulk share (carried over between batches, so
+    /// even a batch size of one gives bulk work its turn).
+    fn take_batch(&mut self) -> Vec<Job<B>> {
+        let max = self.config.max_batch;
+        let mut bulk_slots = 0;
+        if !self.low.is_empty() && !self.high.is_empty() {
+            self.bulk_credit = (self.bulk_credit + max as f64 * self.config.bulk_share).min(max as f64);
+            bulk_slots = (self.bulk_credit.floor() as usize).min(self.low.len());
+            self.bulk_credit -= bulk_slots as f64;
+        }
+        let n_high = self.high.len().min(max - bulk_slots);
+        let n_low = self.low.len().min(max - n_high);
+        let mut batch: Vec<Job<B>> = self.high.drain(..n_high).collect();
+        batch.extend(self.low.drain(..n_low));
+        self.metrics.queued.set((self.high.len() + self.low.len()) as i64);
+        batch
+    }
+}
+
+fn device_loop<B: Backend>(backend: &B, mut batches: mpsc::Receiver<Batch<B>>, metrics: &Metrics) {
+    while let Some(batch) = batches.blocking_recv() {
+        let now = Instant::now();
+        let (expired, live): (Vec<_>, Vec<_>) = batch.jobs.into_iter().partition(|j| j.expired(now));
+        for job in expired {
+            let _ = job.answer.send(Err(ScheduleError::TimedOut));
+        }
+        if live.is_empty() {
+            continue;
+        }
+        metrics.batch_size.observe(live.len() as f64);
+        for job in &live {
+            metrics.stage("queue", (now - job.enqueued).as_secs_f64() * 1e3);
+        }
+        let start = Instant::now();
+        let inputs: Vec<&B::Prepared> = live.iter().map(|j| &j.prepared).collect();
+        let result = attempt(backend, &inputs);
+        metrics.stage("compute", ms(start));
+        let size = live.len();
+        match result {
+            Ok(responses) => {
+                for (job, response) in live.into_iter().zip(responses) {
+                    answer(job, Ok(response), size, now);
+                }
+            }
+            Err(error) => {
+                // The batch failed as a whole: retry each request once on its own, so one bad
+                // input (or a device hiccup on a large batch) fails at most itself.
+                metrics.batch_failures.inc();
+                tracing::warn!(batch = size, %error, "device batch failed; retrying its requests one by one");
+                for job in live {
+                    let retried = attempt(backend, &[&job.prepared]).map(|mut r| r.remove(0));
+                    answer(job, retried.map_err(ScheduleError::Failed), 1, now);
+                }
+            }
+        }
+    }
+}
+
+fn attempt<B: Backend>(backend: &B, inputs: &[&B::Prepared]) -> Result<Vec<B::Response>, String> {
+    match catch_unwind(AssertUnwindSafe(|| backend.run(inputs))) {
+        Ok(Ok(r)) if r.len() == inputs.len() => Ok(r),
+        Ok(Ok(r)) => Err(format!("{} answers for {} requests", r.len(), inputs.len())),
+        Ok(Err(e)) => Err(e),
+        Err(panic) => Err(panic_message(&panic)),
+    }
+}
+
+fn answer<B: Backend>(job: Job<B>, result: Result<B::Response, ScheduleError>, batch_size: usize, started: Instant) {
+    let queue_ms = (started - job.enqueued).as_secs_f64() * 1e3;
+    let prepare_ms = job.prepare_ms;
+    let _ = job.answer.send(result.map(|response| Outcome {
+        response,
+        batch_size,
+        prepare_ms,
+        queue_ms,
+    }));
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("panic: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panic: {s}")
+    } else {
+        "panic".into()
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,90 @@
+//! The service's configuration file: `[engine]`, `[scheduler]` and `[server]` sections (TOML or
+//! JSON); every key is optional and unknown keys are errors.
+
+use std::path::{Path, PathBuf};
+
+use facegate_core::Config;
+use facegate_scheduler::SchedulerConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub engine: Config,
+    pub scheduler: SchedulerConfig,
+    pub server: HttpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Largest request body, checked from Content-Length before the body is read.
+    pub max_body_bytes: usize,
+    /// Most pairs in one `POST /v1/verify/batch`.
+    pub max_batch_pairs: usize,
+    /// Deadline of a request that sets none, in milliseconds (requests may ask for less).
+    pub default_deadline_ms: u64,
+    /// API keys per client (carrier). With none, the API is open: only sensible on loopback.
+    pub clients: Vec<ClientKey>,
+    /// Serve HTTPS (rustls) with this certificate chain and key, both PEM.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 20 << 20,
+            max_batch_pairs: 64,
+            default_deadline_ms: 30_000,
+            clients: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+/// One client's key, stored as its SHA-256 (hex) so the configuration holds no usable secret.
+/// `facegate serve --hash-key KEY` prints the hash of a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKey {
+    pub id: String,
+    pub key_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ServiceConfig {
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let config: Self = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?
+        } else {
+            toml::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.engine.validate().map_err(|e| e.to_string())?;
+        self.scheduler.validate()?;
+        for c in &self.server.clients {
+            let ok = c.key_sha256.len() == 64 && c.key_sha256.chars().all(|ch| ch.is_ascii_hexdigit());
+            if !ok {
+                return Err(format!("client {}: key_sha256 must be 64 hex digits", c.id));
+            }
+        }
+        if self.server.max_batch_pairs == 0 {
+            return Err("server.max_batch_pairs must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,624 @@
+//! The facegate HTTP API: every carrier's verification requests go through the scheduler, which
+//! batches them for the device.
+//!
+//! Routes: `POST /v1/verify` (multipart or JSON with base64 images), `POST /v1/verify/batch`,
+//! `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus), `GET /openapi.json`.
+//! Nothing biometric is logged: log lines carry the request id, client id, decision, score,
+//! timings and model version only.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use facegate_core::{ImageBytes, Verification};
+use facegate_pipeline::Engine;
+use facegate_scheduler::{EngineBackend, Metrics, PairRequest, Priority, ScheduleError, Scheduler};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+pub use config::{ClientKey, HttpConfig, ServiceConfig, TlsConfig};
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Shared by every handler.
+pub struct AppState {
+    pub scheduler: Scheduler<EngineBackend>,
+    pub http: HttpConfig,
+    keys: Vec<(String, [u8; 32])>,
+}
+
+impl AppState {
+    pub fn new(scheduler: Scheduler<EngineBackend>, http: HttpConfig) -> Self {
+        let keys = http
+            .clients
+            .iter()
+            .map(|c| {
+                let mut hash = [0u8; 32];
+                for (i, b) in hash.iter_mut().enumerate() {
+                    *b = u8::from_str_radix(&c.key_sha256[2 * i..2 * i + 2], 16).unwrap_or(0);
+                }
+                (c.id.clone(), hash)
+            })
+            .collect();
+        Self { scheduler, http, keys }
+    }
+
+    /// The client a key belongs to. Every configured hash is compared, in constant time, so
+    /// the time taken says nothing about which key (or how much of one) matched.
+    fn client_for(&self, key: &[u8]) -> Option<String> {
+        let hash: [u8; 32] = Sha256::digest(key).into();
+        let mut found = None;
+        for (id, h) in &self.keys {
+            if bool::from(h.ct_eq(&hash)) {
+                found = Some(id.clone());
+            }
+        }
+        found
+    }
+}
+
+/// Install rustls' ring provider for this process (HTTPS serving, and HTTP clients built on
+/// rustls); a second call is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The SHA-256 (hex) of an API key, as `[[server.clients]] key_sha256` wants it.
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Who is calling and which request this is; put in the request's extensions by `authenticate`.
+#[derive(Clone)]
+struct Caller {
+    client: String,
+    request_id: String,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.http.max_body_bytes;
+    let api = Router::new()
+        .route("/v1/verify", post(verify))
+        .route("/v1/verify/batch", post(verify_batch))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        // Refuse an oversized body from its Content-Length before reading it; a body without
+        // one is cut off at the same size while it streams.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An error answer: `{"error": {"code", "message"}, "request_id"}` with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_s: Option<u64>,
+    request_id: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+            request_id: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn with_id(mut self, id: &str) -> Self {
+        self.request_id = Some(id.to_string());
+        self
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        let status = match e {
+            ScheduleError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ScheduleError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+            ScheduleError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ScheduleError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut err = Self::new(status, e.code(), e.to_string());
+        if let ScheduleError::Overloaded { retry_after_ms } = e {
+            err.retry_after_s = Some(retry_after_ms.div_ceil(1000).max(1));
+        }
+        err
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": ErrorBody { code: self.code.into(), message: self.message },
+            "request_id": self.request_id,
+        });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client = if state.keys.is_empty() {
+        Some("anonymous".to_string())
+    } else {
+        let headers = req.headers();
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .or_else(|| headers.get("x-api-key").map(|v| v.as_bytes()));
+        key.and_then(|k| state.client_for(k))
+    };
+    let Some(client) = client else {
+        tracing::warn!(request_id, "refused: missing or unknown API key");
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required (Authorization: Bearer KEY, or X-API-Key)",
+        )
+        .with_id(&request_id)
+        .into_response();
+    };
+    req.extensions_mut().insert(Caller {
+        client,
+        request_id: request_id.clone(),
+    });
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// A pair as JSON: both images base64-encoded (standard alphabet, padding optional).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonPair {
+    #[serde(default)]
+    id: Option<String>,
+    probe: Zeroizing<String>,
+    reference: Zeroizing<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonVerify {
+    probe: Zeroizing<String>,
+    reference: Zeroizing<String>,
+    #[serde(default)]
+    priority: Priority,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonBatch {
+    pairs: Vec<JsonPair>,
+    #[serde(default)]
+    priority: Priority,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+}
+
+/// A verification answer as the API gives it: `facegate verify --json` plus the request id.
+#[derive(Serialize)]
+struct VerifyResponse {
+    request_id: String,
+    #[serde(flatten)]
+    verification: Verification,
+}
+
+fn base64_image(field: &str, text: &str) -> Result<ImageBytes, ApiError> {
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    engine
+        .decode(text.trim())
+        .map(ImageBytes::new)
+        .map_err(|e| ApiError::bad_request(format!("`{field}` is not valid base64: {e}")))
+}
+
+/// Wipe a request body we own (the only copy, unless hyper still holds one).
+fn wipe(body: Bytes) {
+    if let Ok(mut b) = body.try_into_mut() {
+        use zeroize::Zeroize;
+        b.as_mut().zeroize();
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> Option<bool> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?.to_ascii_lowercase();
+    if ct.starts_with("application/json") {
+        Some(true)
+    } else if ct.starts_with("multipart/form-data") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn unsupported_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send multipart/form-data (parts `probe` and `reference`) or application/json",
+    )
+}
+
+fn body_error(e: impl std::fmt::Display) -> ApiError {
+    let msg = e.to_string();
+    if msg.contains("length limit") || msg.contains("too large") {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)
+    } else {
+        ApiError::bad_request(msg)
+    }
+}
+
+struct Parsed {
+    pair: PairRequest,
+    priority: Priority,
+    deadline_ms: Option<u64>,
+}
+
+async fn parse_verify(req: Request) -> Result<Parsed, ApiError> {
+    match is_json(req.headers()) {
+        Some(true) => {
+            let body = Bytes::from_request(req, &()).await.map_err(body_error)?;
+            let parsed = serde_json::from_slice::<JsonVerify>(&body);
+            wipe(body);
+            let j = parsed.map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+            Ok(Parsed {
+                pair: PairRequest {
+                    probe: base64_image("probe", &j.probe)?,
+                    reference: base64_image("reference", &j.reference)?,
+                },
+                priority: j.priority,
+                deadline_ms: j.deadline_ms,
+            })
+        }
+        Some(false) => {
+            let mut form = Multipart::from_request(req, &()).await.map_err(body_error)?;
+            let (mut probe, mut reference, mut priority, mut deadline_ms) = (None, None, Priority::default(), None);
+            while let Some(field) = form.next_field().await.map_err(body_error)? {
+                let name = field.name().unwrap_or_default().to_string();
+                let data = field.bytes().await.map_err(body_error)?;
+                match name.as_str() {
+                    "probe" => probe = Some(ImageBytes::new(data.to_vec())),
+                    "reference" => reference = Some(ImageBytes::new(data.to_vec())),
+                    "priority" => {
+                        priority = serde_json::from_value(serde_json::Value::String(
+                            String::from_utf8_lossy(&data).trim().to_string(),
+                        ))
+                        .map_err(|_| ApiError::bad_request("`priority` must be interactive or bulk"))?
+                    }
+                    "deadline_ms" => {
+                        deadline_ms = Some(
+                            String::from_utf8_lossy(&data)
+                                .trim()
+                                .parse()
+                                .map_err(|_| ApiError::bad_request("`deadline_ms` must be a whole number"))?,
+                        )
+                    }
+                    other => {
+                        wipe(data);
+                        return Err(ApiError::bad_request(format!("unknown part `{other}`")));
+                    }
+                }
+                wipe(data);
+            }
+            let missing = |n: &str| ApiError::bad_request(format!("the `{n}` part is missing"));
+            Ok(Parsed {
+                pair: PairRequest {
+                    probe: probe.ok_or_else(|| missing("probe"))?,
+                    reference: reference.ok_or_else(|| missing("reference"))?,
+                },
+                priority,
+                deadline_ms,
+            })
+        }
+        None => Err(unsupported_type()),
+    }
+}
+
+fn deadline(state: &AppState, asked_ms: Option<u64>) -> Instant {
+    let ms = asked_ms.map_or(state.http.default_deadline_ms, |d| {
+        d.min(state.http.default_deadline_ms)
+    });
+    Instant::now() + Duration::from_millis(ms)
+}
+
+async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let caller = req.extensions().get::<Caller>().cloned().expect("set by authenticate");
+    let id = caller.request_id.clone();
+    let parsed = match parse_verify(req).await {
+        Ok(p) => p,
+        Err(e) => return refused(&caller, e),
+    };
+    let deadline = deadline(&state, parsed.deadline_ms);
+    match state
+        .scheduler
+        .submit(parsed.pair, parsed.priority, Some(deadline))
+        .await
+    {
+        Ok(outcome) => {
+            let v = outcome.response;
+            log_decision(&state, &caller, None, &v, outcome.batch_size, outcome.queue_ms);
+            axum::Json(VerifyResponse {
+                request_id: id,
+                verification: v,
+            })
+            .into_response()
+        }
+        Err(e) => refused(&caller, e.into()),
+    }
+}
+
+fn refused(caller: &Caller, e: ApiError) -> Response {
+    tracing::info!(
+        request_id = caller.request_id,
+        client = caller.client,
+        status = e.status.as_u16(),
+        error = e.code,
+        "request refused"
+    );
+    e.with_id(&caller.request_id).into_response()
+}
+
+fn log_decision(state: &AppState, caller: &Caller, item: Option<&str>, v: &Verification, batch: usize, queue_ms: f64) {
+    state.scheduler.metrics().record_decision(v);
+    let reasons: Vec<&str> = v.reasons.iter().map(|r| r.code.as_str()).collect();
+    tracing::info!(
+        request_id = caller.request_id,
+        client = caller.client,
+        item,
+        decision = ?v.decision,
+        score = v.score,
+        threshold = v.threshold,
+        reasons = reasons.join(","),
+        model = v.model,
+        device = v.device,
+        batch_size = batch,
+        queue_ms,
+        total_ms = v.timings.total_ms,
+        "verification"
+    );
+}
+
+#[derive(Serialize)]
+struct BatchItem {
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verification: Option<Verification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+async fn verify_batch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let caller = req.extensions().get::<Caller>().cloned().expect("set by authenticate");
+    if is_json(req.headers()) != Some(true) {
+        return refused(
+            &caller,
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send application/json",
+            ),
+        );
+    }
+    let body = match Bytes::from_request(req, &()).await {
+        Ok(b) => b,
+        Err(e) => return refused(&caller, body_error(e)),
+    };
+    let parsed = serde_json::from_slice::<JsonBatch>(&body);
+    wipe(body);
+    let batch = match parsed {
+        Ok(b) => b,
+        Err(e) => return refused(&caller, ApiError::bad_request(format!("invalid JSON body: {e}"))),
+    };
+    if batch.pairs.len() > state.http.max_batch_pairs || batch.pairs.is_empty() {
+        let msg = format!("a batch holds 1 to {} pairs", state.http.max_batch_pairs);
+        return refused(&caller, ApiError::bad_request(msg));
+    }
+    let deadline = deadline(&state, batch.deadline_ms);
+    // Decode the base64 of every pair first: a malformed item fails alone, and the others are
+    // submitted together so they can share device batches.
+    let tasks: Vec<_> = batch
+        .pairs
+        .into_iter()
+        .map(|p| {
+            let images = base64_image("probe", &p.probe).and_then(|probe| {
+                Ok(PairRequest {
+                    probe,
+                    reference: base64_image("reference", &p.reference)?,
+                })
+            });
+            let scheduler = state.scheduler.clone();
+            let priority = batch.priority;
+            (
+                p.id,
+                tokio::spawn(async move {
+                    match images {
+                        Ok(pair) => scheduler
+                            .submit(pair, priority, Some(deadline))
+                            .await
+                            .map_err(ApiError::from),
+                        Err(e) => Err(e),
+                    }
+                }),
+            )
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for (id, task) in tasks {
+        let item = match task.await {
+            Ok(Ok(outcome)) => {
+                log_decision(
+                    &state,
+                    &caller,
+                    id.as_deref(),
+                    &outcome.response,
+                    outcome.batch_size,
+                    outcome.queue_ms,
+                );
+                BatchItem {
+                    id,
+                    verification: Some(outcome.response),
+                    error: None,
+                }
+            }
+            Ok(Err(e)) => BatchItem {
+                id,
+                verification: None,
+                error: Some(ErrorBody {
+                    code: e.code.into(),
+                    message: e.message,
+                }),
+            },
+            Err(join) => BatchItem {
+                id,
+                verification: None,
+                error: Some(ErrorBody {
+                    code: "internal".into(),
+                    message: join.to_string(),
+                }),
+            },
+        };
+        results.push(item);
+    }
+    axum::Json(serde_json::json!({ "request_id": caller.request_id, "results": results })).into_response()
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let backend = state.scheduler.backend().engine();
+    let closing = state.scheduler.is_closing();
+    let body = serde_json::json!({
+        "ready": !closing,
+        "model": backend.model_version(),
+        "device": backend.device_label(),
+        "scorer": backend.scorer_label(),
+        "in_flight": state.scheduler.in_flight(),
+    });
+    let status = if closing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.scheduler.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], Body::from(OPENAPI)).into_response()
+}
+
+/// A running service.
+pub struct Service {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Service {
+    /// Load nothing, start everything: the engine is given, already loaded.
+    pub async fn start(mut config: ServiceConfig, engine: Engine) -> Result<Self, String> {
+        config.validate()?;
+        config.scheduler.resolve_max_batch(engine.on_gpu());
+        let addr: SocketAddr = config
+            .server
+            .bind
+            .parse()
+            .map_err(|e| format!("server.bind `{}`: {e}", config.server.bind))?;
+        let scheduler = Scheduler::start(EngineBackend::new(engine), config.scheduler.clone(), Metrics::new())?;
+        let state = Arc::new(AppState::new(scheduler, config.server.clone()));
+        let app = router(state.clone()).into_make_service();
+        let handle = axum_server::Handle::new();
+        let task = match &config.server.tls {
+            None => tokio::spawn(axum_server::bind(addr).handle(handle.clone()).serve(app)),
+            Some(tls) => {
+                install_crypto_provider();
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                    .await
+                    .map_err(|e| format!("TLS certificate or key: {e}"))?;
+                tokio::spawn(axum_server::bind_rustls(addr, rustls).handle(handle.clone()).serve(app))
+            }
+        };
+        let addr = match handle.listening().await {
+            Some(a) => a,
+            None => {
+                let err = match task.await {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the listener stopped".into(),
+                };
+                return Err(format!("listening on {addr}: {err}"));
+            }
+        };
+        if state.keys.is_empty() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "no API keys configured and listening beyond loopback: the API is open");
+        }
+        Ok(Self {
+            addr,
+            state,
+            handle,
+            task,
+        })
+    }
+
+    /// Graceful shutdown: refuse new verifications, answer every accepted one, close the
+    /// connections once their answers are sent, and return.
+    pub async fn shutdown(self) {
+        self.state.scheduler.shutdown().await;
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,443 @@
+//! The HTTP API end to end on 127.0.0.1 with the real engine (CPU): answers agree with the
+//! engine, every answer matches the OpenAPI document, bad requests get typed errors.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use facegate_core::Config;
+use facegate_pipeline::{DeviceChoice, Engine};
+use facegate_server::{ClientKey, OPENAPI, Service, ServiceConfig, hash_key, install_crypto_provider};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const KEY: &str = "carrier-a-secret-key";
+
+fn bytes(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)).unwrap()
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn config() -> ServiceConfig {
+    let mut c = ServiceConfig::default();
+    c.server.bind = "127.0.0.1:0".into();
+    c.server.max_body_bytes = 4 << 20;
+    c.server.max_batch_pairs = 4;
+    c.server.clients = vec![ClientKey {
+        id: "carrier-a".into(),
+        key_sha256: hash_key(KEY),
+    }];
+    c
+}
+
+async fn start(config: ServiceConfig) -> Service {
+    install_crypto_provider();
+    let engine = Engine::new(config.engine.clone(), DeviceChoice::Cpu).unwrap();
+    Service::start(config, engine).await.unwrap()
+}
+
+/// Validates a JSON value against a schema of the OpenAPI document.
+struct Schemas(Value);
+
+impl Schemas {
+    fn load() -> Self {
+        Self(serde_json::from_str(OPENAPI).unwrap())
+    }
+
+    fn check(&self, name: &str, value: &Value) {
+        let schema = json!({ "$ref": format!("#/components/schemas/{name}"), "components": self.0["components"] });
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = v.iter_errors(value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}\n{value:#}");
+    }
+}
+
+fn multipart(probe: &[u8], reference: &[u8]) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .part("probe", reqwest::multipart::Part::bytes(probe.to_vec()).file_name("p"))
+        .part(
+            "reference",
+            reqwest::multipart::Part::bytes(reference.to_vec()).file_name("r"),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_answers_equal_the_engine_and_match_the_schema() {
+    let service = start(config()).await;
+    let url = format!("http://{}/v1/verify", service.addr);
+    let http = reqwest::Client::new();
+    let schemas = Schemas::load();
+    let direct = Engine::new(Config::default(), DeviceChoice::Cpu).unwrap();
+    for (p, r) in [
+        ("face-a.png", "exif-rotated.jpg"),
+        ("face-a.png", "face-c.png"),
+        ("no-face.png", "face-a.png"),
+    ] {
+        let want = direct.verify(&[(&bytes(p), &bytes(r))]).remove(0);
+        let by_form = http
+            .post(&url)
+            .bearer_auth(KEY)
+            .multipart(multipart(&bytes(p), &bytes(r)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_form.status(), StatusCode::OK);
+        assert!(by_form.headers().contains_key("x-request-id"));
+        let by_form: Value = by_form.json().await.unwrap();
+        let by_json: Value = http
+            .post(&url)
+            .header("x-api-key", KEY)
+            .json(&json!({ "probe": b64(&bytes(p)), "reference": b64(&bytes(r)), "priority": "bulk" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for got in [&by_form, &by_json] {
+            schemas.check("VerifyResponse", got);
+            assert_eq!(got["decision"], serde_json::to_value(want.decision).unwrap(), "{p} {r}");
+            match want.score {
+                Some(s) => assert!((got["score"].as_f64().unwrap() - s as f64).abs() < 1e-4),
+                None => assert!(got["score"].is_null()),
+            }
+            let codes: Vec<&str> = want.reasons.iter().map(|r| r.code.as_str()).collect();
+            let got_codes: Vec<&str> = got["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["code"].as_str().unwrap())
+                .collect();
+            assert_eq!(got_codes, codes);
+        }
+    }
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_typed_errors() {
+    let service = start(config()).await;
+    let base = format!("http://{}", service.addr);
+    let url = format!("{base}/v1/verify");
+    let http = reqwest::Client::new();
+    let schemas = Schemas::load();
+    let face = bytes("face-a.png");
+
+    let mut cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            "missing part",
+            http.post(&url).bearer_auth(KEY).multipart(
+                reqwest::multipart::Form::new().part("probe", reqwest::multipart::Part::bytes(face.clone())),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "unknown part",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .multipart(multipart(&face, &face).text("selfie", "x")),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "wrong content type",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .header("content-type", "text/plain")
+                .body("hello"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            http.post(&url).bearer_auth(KEY).body(face.clone()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "invalid base64",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({ "probe": "not base64!!", "reference": b64(&face) })),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "malformed JSON",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body("{\"probe\": "),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "unknown JSON field",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({ "probe": b64(&face), "reference": b64(&face), "selfie": "" })),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "unknown API key",
+            http.post(&url)
+                .bearer_auth("carrier-a-secret-kez")
+                .multipart(multipart(&face, &face)),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "no API key",
+            http.post(&url).multipart(multipart(&face, &face)),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "batch over the limit",
+            http.post(format!("{url}/batch")).bearer_auth(KEY).json(&json!({
+                "pairs": (0..5).map(|_| json!({ "probe": "", "reference": "" })).collect::<Vec<_>>()
+            })),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ];
+    for (name, req, status, code) in cases.drain(..) {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status, "{name}");
+        let body: Value = resp.json().await.unwrap();
+        schemas.check("ErrorResponse", &body);
+        assert_eq!(body["error"]["code"], code, "{name}: {body}");
+    }
+
+    // An oversized body is refused from its Content-Length, before a byte of it is sent.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/verify HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            5 << 20
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    }
+
+    // Bytes that are not an image are a verification answer, not a transport error: the
+    // person is told which photo to retake.
+    let resp = http
+        .post(&url)
+        .bearer_auth(KEY)
+        .multipart(multipart(b"GIF89a this is no face", &face))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    schemas.check("VerifyResponse", &v);
+    assert_eq!(v["decision"], "rejected");
+    assert_eq!(v["reasons"][0]["role"], "probe");
+    assert_eq!(v["reasons"][0]["code"], "unsupported_format");
+
+    // The service is still up and answering.
+    let ok = http
+        .post(&url)
+        .bearer_auth(KEY)
+        .multipart(multipart(&face, &face))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_answers_each_pair_in_order_and_fails_items_alone() {
+    let service = start(config()).await;
+    let http = reqwest::Client::new();
+    let (a, rotated, c) = (bytes("face-a.png"), bytes("exif-rotated.jpg"), bytes("face-c.png"));
+    let body = json!({ "pairs": [
+        { "id": "same", "probe": b64(&a), "reference": b64(&rotated) },
+        { "id": "bad-base64", "probe": "%%%", "reference": b64(&a) },
+        { "id": "different", "probe": b64(&a), "reference": b64(&c) },
+    ]});
+    let resp = http
+        .post(format!("http://{}/v1/verify/batch", service.addr))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    Schemas::load().check("BatchResponse", &v);
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["id"], "same");
+    assert_eq!(r[0]["verification"]["decision"], "match");
+    assert_eq!(r[1]["error"]["code"], "bad_request");
+    assert_eq!(r[2]["verification"]["decision"], "no_match");
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openapi_document_describes_exactly_the_served_routes() {
+    let service = start(config()).await;
+    let base = format!("http://{}", service.addr);
+    let http = reqwest::Client::new();
+    let doc: Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc, serde_json::from_str::<Value>(OPENAPI).unwrap());
+    let schemas = Schemas::load();
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 6);
+    for (path, ops) in paths {
+        for method in ["get", "post", "put", "delete"] {
+            let resp = http
+                .request(method.to_uppercase().parse().unwrap(), format!("{base}{path}"))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            match ops.get(method) {
+                // Routed: never "not found" or "method not allowed"; documented status.
+                Some(op) => {
+                    let status = resp.status();
+                    assert!(
+                        op["responses"].get(status.as_str()).is_some(),
+                        "{method} {path}: {status} not documented"
+                    );
+                    if let Some(schema) =
+                        op["responses"][status.as_str()]["content"]["application/json"]["schema"]["$ref"].as_str()
+                    {
+                        let body: Value = resp.json().await.unwrap();
+                        schemas.check(schema.rsplit('/').next().unwrap(), &body);
+                    }
+                }
+                None => assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}"),
+            }
+        }
+    }
+    // An undocumented path is not served.
+    let resp = http.get(format!("{base}/v1/identify")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_answers_429_with_retry_after_and_metrics_count_it() {
+    let mut c = config();
+    c.scheduler.queue_capacity = 2;
+    c.scheduler.max_batch = 1;
+    let service = start(c).await;
+    let url = format!("http://{}/v1/verify", service.addr);
+    let http = reqwest::Client::new();
+    let (a, b) = (Arc::new(bytes("face-a.png")), Arc::new(bytes("face-b.png")));
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let (http, url, a, b) = (http.clone(), url.clone(), a.clone(), b.clone());
+            tokio::spawn(async move {
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(KEY)
+                    .multipart(multipart(&a, &b))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = resp
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (resp.status(), retry)
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            (StatusCode::OK, _) => ok += 1,
+            (StatusCode::TOO_MANY_REQUESTS, Some(r)) => {
+                assert_eq!(r, "1");
+                refused += 1
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(ok >= 2 && refused >= 1, "ok {ok}, refused {refused}");
+    let metrics = http
+        .get(format!("http://{}/metrics", service.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{metrics}"))
+    };
+    assert_eq!(
+        line("facegate_scheduler_requests_total{outcome=\"overloaded\"}"),
+        refused as f64
+    );
+    assert_eq!(line("facegate_scheduler_requests_total{outcome=\"ok\"}"), ok as f64);
+    assert_eq!(line("facegate_batch_size_count"), ok as f64);
+    let decisions: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("facegate_decisions_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(decisions, ok as f64);
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serves_https_when_a_certificate_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key_pem).unwrap();
+    let mut c = config();
+    c.server.tls = Some(facegate_server::TlsConfig {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    });
+    let service = start(c).await;
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let port = service.addr.port();
+    let body = http
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "ok");
+    // Plain HTTP to the TLS port gets no answer.
+    assert!(reqwest::get(format!("http://localhost:{port}/healthz")).await.is_err());
+    service.shutdown().await;
+}

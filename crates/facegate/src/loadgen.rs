@@ -1,0 +1,240 @@
+//! `facegate loadgen`: load against a facegate service on this machine, with latency
+//! percentiles, throughput and the batch sizes the service formed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+#[derive(Args)]
+pub struct LoadgenArgs {
+    /// The service (loopback only: this is a load generator, not a tool to point elsewhere).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Concurrent clients: at most this many requests in flight.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Open loop: start requests at this rate (per second) whatever the answers do; latency is
+    /// measured from each request's scheduled start, so waiting for a free client counts.
+    /// Without it, closed loop: each client sends its next request when answered.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many requests...
+    #[arg(long, default_value_t = 200)]
+    requests: u64,
+    /// ...or after this many seconds, whichever comes first.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
+    #[arg(long, default_value = "data/face-a.png")]
+    probe: PathBuf,
+    #[arg(long, default_value = "data/exif-rotated.jpg")]
+    reference: PathBuf,
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Send as bulk (low priority) instead of interactive.
+    #[arg(long)]
+    bulk: bool,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub url: String,
+    pub mode: String,
+    pub concurrency: usize,
+    pub offered_rate: Option<f64>,
+    pub requests: u64,
+    pub seconds: f64,
+    pub throughput: f64,
+    pub status: BTreeMap<String, u64>,
+    pub latency_ms: Percentiles,
+    /// Batches the service formed during the run: count, mean size, counts per size bucket.
+    pub batches: u64,
+    pub mean_batch: f64,
+    pub batch_buckets: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+pub fn loadgen(args: LoadgenArgs) -> Result<()> {
+    let url = reqwest::Url::parse(&args.url).context("--url")?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    if !loopback {
+        bail!("loadgen only targets this machine (127.0.0.1, ::1 or localhost), not {url}");
+    }
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let probe = std::fs::read(&args.probe).with_context(|| format!("reading {}", args.probe.display()))?;
+    let reference = std::fs::read(&args.reference).with_context(|| format!("reading {}", args.reference.display()))?;
+    facegate_server::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = runtime.block_on(run(&args, url, probe, reference))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: Vec<u8>) -> Result<Report> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let verify = base.join("/v1/verify")?;
+    let metrics_url = base.join("/metrics")?;
+    let before = scrape(&http, &metrics_url).await?;
+    let clients = Arc::new(Semaphore::new(args.concurrency));
+    let (probe, reference) = (Arc::new(probe), Arc::new(reference));
+    let priority = if args.bulk { "bulk" } else { "interactive" };
+    let start = Instant::now();
+    let stop_at = start + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::new();
+    for i in 0..args.requests {
+        let scheduled = match args.rate {
+            Some(rate) => start + Duration::from_secs_f64(i as f64 / rate),
+            None => Instant::now(),
+        };
+        if scheduled >= stop_at {
+            break;
+        }
+        tokio::time::sleep_until(scheduled.into()).await;
+        let permit = clients.clone().acquire_owned().await?;
+        let (http, url, p, r, key) = (
+            http.clone(),
+            verify.clone(),
+            probe.clone(),
+            reference.clone(),
+            args.api_key.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new()
+                .part("probe", reqwest::multipart::Part::bytes(p.to_vec()).file_name("probe"))
+                .part(
+                    "reference",
+                    reqwest::multipart::Part::bytes(r.to_vec()).file_name("reference"),
+                )
+                .text("priority", priority);
+            let mut req = http.post(url).multipart(form);
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            let status = match req.send().await {
+                Ok(resp) => {
+                    let s = resp.status().as_u16().to_string();
+                    let _ = resp.bytes().await;
+                    s
+                }
+                Err(e) if e.is_connect() => "connect_error".to_string(),
+                Err(_) => "transport_error".to_string(),
+            };
+            drop(permit);
+            (status, scheduled.elapsed())
+        }));
+    }
+    let mut latency = Histogram::<u64>::new(3)?;
+    let mut status: BTreeMap<String, u64> = BTreeMap::new();
+    for t in tasks {
+        let (s, took) = t.await?;
+        if s == "200" {
+            latency.record(took.as_micros() as u64)?;
+        }
+        *status.entry(s).or_default() += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let after = scrape(&http, &metrics_url).await?;
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let batches = delta("facegate_batch_size_count");
+    let mut batch_buckets = BTreeMap::new();
+    let mut below = 0.0;
+    for le in ["1", "2", "4", "8", "16", "32", "64", "128", "+Inf"] {
+        let cumulative = delta(&format!("facegate_batch_size_bucket{{le=\"{le}\"}}"));
+        batch_buckets.insert(format!("le_{le}"), (cumulative - below).round() as u64);
+        below = cumulative;
+    }
+    let ok = status.get("200").copied().unwrap_or(0);
+    let q = |p: f64| latency.value_at_quantile(p) as f64 / 1e3;
+    Ok(Report {
+        url: base.to_string(),
+        mode: if args.rate.is_some() { "open" } else { "closed" }.into(),
+        concurrency: args.concurrency,
+        offered_rate: args.rate,
+        requests: status.values().sum(),
+        seconds,
+        throughput: ok as f64 / seconds,
+        status,
+        latency_ms: Percentiles {
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: latency.max() as f64 / 1e3,
+        },
+        batches: batches.round() as u64,
+        mean_batch: if batches > 0.0 {
+            delta("facegate_batch_size_sum") / batches
+        } else {
+            0.0
+        },
+        batch_buckets,
+    })
+}
+
+/// Metric samples by series name (labels included), from the text exposition format.
+async fn scrape(http: &reqwest::Client, url: &reqwest::Url) -> Result<BTreeMap<String, f64>> {
+    let text = http
+        .get(url.clone())
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect())
+}
+
+fn print_report(r: &Report) {
+    let rate = r
+        .offered_rate
+        .map_or("closed loop".to_string(), |x| format!("{x}/s offered"));
+    println!(
+        "load:        {} requests, {} clients, {rate}, {:.1} s",
+        r.requests, r.concurrency, r.seconds
+    );
+    println!("throughput:  {:.2} verifications/s", r.throughput);
+    println!(
+        "latency:     p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        r.latency_ms.p50, r.latency_ms.p95, r.latency_ms.p99, r.latency_ms.max
+    );
+    println!("status:      {:?}", r.status);
+    println!(
+        "batches:     {} (mean size {:.2}) {:?}",
+        r.batches, r.mean_batch, r.batch_buckets
+    );
+}

@@ -1,0 +1,112 @@
+//! `facegate serve`: the HTTP service, with JSON logs that carry no biometric data.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use facegate_pipeline::{DeviceChoice, Engine};
+use facegate_server::{Service, ServiceConfig};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Service configuration (TOML or JSON) with `[engine]`, `[scheduler]` and `[server]` sections.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the networks run: auto (a real GPU if present, else CPU), cpu, or gpu.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Override `server.bind`.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Override `scheduler.max_batch`.
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// Override `scheduler.max_delay_us`.
+    #[arg(long)]
+    max_delay_us: Option<u64>,
+    /// Append JSON log lines to this file instead of standard error.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(p) => ServiceConfig::from_file(p).map_err(anyhow::Error::msg)?,
+        None => ServiceConfig::default(),
+    };
+    if let Some(b) = args.bind {
+        config.server.bind = b;
+    }
+    if let Some(n) = args.max_batch {
+        config.scheduler.max_batch = n;
+    }
+    if let Some(d) = args.max_delay_us {
+        config.scheduler.max_delay_us = d;
+    }
+    init_logs(args.log_file.as_ref())?;
+    let engine = Engine::new(config.engine.clone(), args.device)?;
+    config.scheduler.resolve_max_batch(engine.on_gpu());
+    tracing::info!(
+        model = engine.model_version(),
+        device = engine.device_label(),
+        scorer = engine.scorer_label(),
+        max_batch = config.scheduler.max_batch,
+        max_delay_us = config.scheduler.max_delay_us,
+        queue_capacity = config.scheduler.queue_capacity,
+        "engine loaded"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let service = Service::start(config.clone(), engine)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+        // Tests and scripts read this line to find the port when binding port 0.
+        eprintln!("facegate: listening on {scheme}://{}", service.addr);
+        tracing::info!(addr = %service.addr, "listening");
+        shutdown_signal().await;
+        tracing::info!(
+            in_flight = service.state.scheduler.in_flight(),
+            "shutting down: answering what was accepted"
+        );
+        service.shutdown().await;
+        tracing::info!("stopped");
+        eprintln!("facegate: stopped");
+        Ok(())
+    })
+}
+
+fn init_logs(file: Option<&PathBuf>) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            builder.with_writer(std::sync::Mutex::new(f)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

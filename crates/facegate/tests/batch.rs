@@ -1,0 +1,243 @@
+//! `facegate batch` on the real binary: Parquet and Arrow IPC inputs, binary and path columns,
+//! error rows, and a SIGKILL mid-job followed by `--resume` with every row exactly once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use facegate_batch::{ResultRow, read_output};
+use facegate_core::{Config, Decision};
+use facegate_pipeline::{DeviceChoice, Engine};
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
+
+/// (id, probe file, reference file); `missing.png` does not exist.
+fn pairs() -> Vec<(String, &'static str, &'static str)> {
+    [
+        ("face-a.png", "exif-rotated.jpg"),
+        ("face-a.png", "face-c.png"),
+        ("truncated.jpg", "face-a.png"),
+        ("no-face.png", "face-a.png"),
+        ("face-d.png", "group-5.png"),
+        ("face-b.png", "missing.png"),
+        ("face-e.png", "face-b.png"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (p, r))| (format!("row-{i:03}"), *p, *r))
+    .collect()
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch, rows_per_group: usize) {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), Some(props))
+        .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+fn write_ipc(path: &Path, batch: &RecordBatch) {
+    let mut w = arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(path).unwrap(), &batch.schema()).unwrap();
+    // Uneven writer batches: the job re-slices them into its own row groups.
+    w.write(&batch.slice(0, 3)).unwrap();
+    w.write(&batch.slice(3, batch.num_rows() - 3)).unwrap();
+    w.finish().unwrap();
+}
+
+fn path_batch(rows: &[(String, &str, &str)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("probe", DataType::Utf8, false),
+        Field::new("reference", DataType::Utf8, false),
+    ]));
+    let col = |f: &dyn Fn(&(String, &str, &str)) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            col(&|r| r.0.clone()),
+            col(&|r| r.1.to_string()),
+            col(&|r| r.2.to_string()),
+        ],
+    )
+    .unwrap()
+}
+
+fn binary_batch(rows: &[(String, &str, &str)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("probe", DataType::Binary, true),
+        Field::new("reference", DataType::Binary, true),
+    ]));
+    let read = |name: &str| std::fs::read(data_dir().join(name)).ok();
+    let probes: Vec<Option<Vec<u8>>> = rows.iter().map(|r| read(r.1)).collect();
+    let refs: Vec<Option<Vec<u8>>> = rows.iter().map(|r| read(r.2)).collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.clone()))),
+            Arc::new(BinaryArray::from_iter(probes.iter().map(|p| p.as_deref()))),
+            Arc::new(BinaryArray::from_iter(refs.iter().map(|p| p.as_deref()))),
+        ],
+    )
+    .unwrap()
+}
+
+fn batch_cmd(input: &Path, output: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_facegate"));
+    c.args(["batch", "--device", "cpu", "--json", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .arg("--images")
+        .arg(data_dir())
+        .args(extra);
+    c
+}
+
+/// The engine's own answer for each row, computed in-process pair by pair: the reference.
+fn expected(rows: &[(String, &str, &str)]) -> Vec<(Option<Decision>, Option<f32>)> {
+    let engine = Engine::new(Config::default(), DeviceChoice::Cpu).unwrap();
+    rows.iter()
+        .map(
+            |(_, p, r)| match (std::fs::read(data_dir().join(p)), std::fs::read(data_dir().join(r))) {
+                (Ok(p), Ok(r)) => {
+                    let v = engine.verify(&[(&p, &r)]).remove(0);
+                    (Some(v.decision), v.score)
+                }
+                _ => (None, None),
+            },
+        )
+        .collect()
+}
+
+fn check(rows: &[(String, &str, &str)], got: &[ResultRow], want: &[(Option<Decision>, Option<f32>)], missing: &str) {
+    assert_eq!(got.len(), rows.len());
+    for ((row, g), (decision, score)) in rows.iter().zip(got).zip(want) {
+        assert_eq!(g.id, row.0, "row order is kept");
+        match decision {
+            None => {
+                assert_eq!(g.decision, "error", "{row:?}");
+                assert_eq!(g.reasons, vec![missing.to_string()], "{row:?}");
+            }
+            Some(d) => {
+                assert_eq!(
+                    g.decision,
+                    serde_json::to_value(d).unwrap().as_str().unwrap(),
+                    "{row:?}"
+                );
+                match (g.score, score) {
+                    (Some(a), Some(b)) => assert!((a - b).abs() < 1e-4, "{row:?}: {a} vs {b}"),
+                    (a, b) => assert_eq!(a, *b, "{row:?}"),
+                }
+            }
+        }
+        assert!(g.model.starts_with("face-api"), "{}", g.model);
+    }
+}
+
+#[test]
+fn parquet_and_ipc_inputs_with_binary_and_path_columns() {
+    let rows = pairs();
+    let want = expected(&rows);
+    let decisions: Vec<_> = want.iter().filter_map(|w| w.0).collect();
+    assert!(decisions.contains(&Decision::Match) && decisions.contains(&Decision::NoMatch));
+    assert!(decisions.contains(&Decision::Rejected));
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("binary.parquet", binary_batch(&rows), true, "missing_reference"),
+        ("paths.arrow", path_batch(&rows), false, "reference_file_not_found"),
+    ];
+    for (name, batch, parquet, missing) in cases {
+        let input = dir.path().join(name);
+        if parquet {
+            write_parquet(&input, &batch, 3);
+        } else {
+            write_ipc(&input, &batch);
+        }
+        let output = dir.path().join(format!("{name}.out.parquet"));
+        let out = batch_cmd(&input, &output, &["--rows-per-group", "2"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got = read_output(&output).unwrap();
+        check(&rows, &got, &want, missing);
+        let corrupt = got.iter().find(|r| r.id == "row-002").unwrap();
+        assert_eq!(corrupt.reasons, vec!["probe_corrupt_image"]);
+        // Written in row groups of 2 as the job went.
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&output).unwrap()).unwrap(),
+        )
+        .clone();
+        assert_eq!(meta.num_row_groups(), rows.len().div_ceil(2));
+        assert!(!PathBuf::from(format!("{}.parts", output.display())).exists());
+        // No image bytes in the output.
+        let written = std::fs::read(&output).unwrap();
+        let image = std::fs::read(data_dir().join("face-a.png")).unwrap();
+        assert!(!image.chunks_exact(16).any(|c| written.windows(16).any(|w| w == c)));
+    }
+}
+
+#[test]
+fn sigkill_then_resume_gives_every_row_exactly_once() {
+    let base = pairs();
+    // 48 rows cycling through the pairs, in row groups of 2.
+    let rows: Vec<(String, &str, &str)> = (0..48)
+        .map(|i| {
+            let (_, p, r) = base[i % base.len()];
+            (format!("row-{i:03}"), p, r)
+        })
+        .collect();
+    let want_base = expected(&base);
+    let want: Vec<_> = (0..rows.len()).map(|i| want_base[i % base.len()]).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("job.parquet");
+    write_parquet(&input, &path_batch(&rows), 16);
+    let output = dir.path().join("out.parquet");
+    let parts = PathBuf::from(format!("{}.parts", output.display()));
+
+    let mut child = batch_cmd(&input, &output, &["--rows-per-group", "2"]).spawn().unwrap();
+    let start = Instant::now();
+    let done_parts = || {
+        std::fs::read_dir(&parts)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while done_parts() < 4 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!output.exists(), "a killed job left a final output");
+    let kept = done_parts();
+    assert!(kept < rows.len() / 2, "killed too late to test anything");
+
+    // Without --resume the interrupted run is not silently overwritten.
+    let refused = batch_cmd(&input, &output, &["--rows-per-group", "2"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+
+    let resumed = batch_cmd(&input, &output, &["--resume"]).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(summary["rows"], 48);
+    assert_eq!(summary["resumed_rows"], 2 * kept as u64);
+    let got = read_output(&output).unwrap();
+    check(&rows, &got, &want, "reference_file_not_found");
+    assert!(!parts.exists());
+}
