@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, Float32Array, Float64Array, LargeBinaryArray, LargeStringArray, RecordBatch,
-    RecordBatchReader, StringArray,
-};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, RecordBatchReader, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
-use facegate_core::{Decision, ImageBytes, Role};
+use facegate_core::ImageBytes;
 use facegate_scheduler::{EngineBackend, PairRequest, Priority, Scheduler};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -222,20 +221,10 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, JobEr
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| JobError::Input(format!("no `{name}` column")))?;
-    let values = |i: usize| (!col.is_null(i)).then_some(i);
+    let owned = |it: &mut dyn Iterator<Item = Option<&str>>| it.map(|v| v.map(str::to_string)).collect();
     match col.data_type() {
-        DataType::Utf8 => {
-            let a = col.as_any().downcast_ref::<StringArray>().unwrap();
-            Ok((0..a.len())
-                .map(|i| values(i).map(|i| a.value(i).to_string()))
-                .collect())
-        }
-        DataType::LargeUtf8 => {
-            let a = col.as_any().downcast_ref::<LargeStringArray>().unwrap();
-            Ok((0..a.len())
-                .map(|i| values(i).map(|i| a.value(i).to_string()))
-                .collect())
-        }
+        DataType::Utf8 => Ok(owned(&mut col.as_string::<i32>().iter())),
+        DataType::LargeUtf8 => Ok(owned(&mut col.as_string::<i64>().iter())),
         other => Err(JobError::Input(format!(
             "`{name}` must be a string column, not {other}"
         ))),
@@ -246,20 +235,13 @@ fn sources(batch: &RecordBatch, name: &str, base: &Path) -> Result<Vec<Option<So
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| JobError::Input(format!("no `{name}` column")))?;
-    let bytes = |v: Option<&[u8]>| v.map(|b| Source::Bytes(ImageBytes::new(b.to_vec())));
+    let owned = |it: &mut dyn Iterator<Item = Option<&[u8]>>| {
+        it.map(|v| v.map(|b| Source::Bytes(ImageBytes::new(b.to_vec()))))
+            .collect()
+    };
     match col.data_type() {
-        DataType::Binary => {
-            let a = col.as_any().downcast_ref::<BinaryArray>().unwrap();
-            Ok((0..a.len())
-                .map(|i| bytes((!a.is_null(i)).then(|| a.value(i))))
-                .collect())
-        }
-        DataType::LargeBinary => {
-            let a = col.as_any().downcast_ref::<LargeBinaryArray>().unwrap();
-            Ok((0..a.len())
-                .map(|i| bytes((!a.is_null(i)).then(|| a.value(i))))
-                .collect())
-        }
+        DataType::Binary => Ok(owned(&mut col.as_binary::<i32>().iter())),
+        DataType::LargeBinary => Ok(owned(&mut col.as_binary::<i64>().iter())),
         DataType::Utf8 | DataType::LargeUtf8 => Ok(strings(batch, name)?
             .into_iter()
             .map(|p| p.map(|p| Source::Path(base.join(p))))
@@ -344,21 +326,15 @@ async fn verify_rows(
                 match scheduler.submit(pair, Priority::Bulk, None).await {
                     Ok(o) => {
                         let v = o.response;
-                        let role = |r: Role| if r == Role::Probe { "probe" } else { "reference" };
                         ResultRow {
                             id: row.id,
-                            decision: match v.decision {
-                                Decision::Match => "match",
-                                Decision::NoMatch => "no_match",
-                                Decision::Rejected => "rejected",
-                            }
-                            .into(),
+                            decision: v.decision.as_str().into(),
                             score: v.score,
                             threshold: v.threshold,
                             reasons: v
                                 .reasons
                                 .iter()
-                                .map(|r| format!("{}_{}", role(r.role), r.code))
+                                .map(|r| format!("{}_{}", r.role.as_str(), r.code))
                                 .collect(),
                             model: v.model,
                             elapsed_ms: ms(start),
@@ -478,7 +454,9 @@ pub async fn run(
             summary.resumed_rows += batch.num_rows() as u64;
         } else {
             let rows = input_rows(&batch, &base)?;
-            drop(batch); // the image bytes of this chunk are now owned (and wiped) by the rows
+            // Our copies of the images are wiped when the rows are done; Arrow's buffer of the
+            // chunk is freed here, not wiped (a known gap, README "Privacy").
+            drop(batch);
             let results = verify_rows(scheduler, rows).await;
             for r in &results {
                 match r.decision.as_str() {
@@ -519,52 +497,27 @@ pub fn read_output(path: &Path) -> Result<Vec<ResultRow>, JobError> {
     let mut out = Vec::new();
     for b in reader {
         let b = b?;
-        let s = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap()
-                .clone()
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| JobError::Input(format!("{}: no `{name}` column", path.display())))
         };
-        let (id, decision, model) = (s("id"), s("decision"), s("model"));
-        let score = b
-            .column_by_name("score")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Float32Array>()
-            .unwrap()
-            .clone();
-        let threshold = b
-            .column_by_name("threshold")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Float32Array>()
-            .unwrap()
-            .clone();
-        let elapsed = b
-            .column_by_name("elapsed_ms")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap()
-            .clone();
-        let reasons = b
-            .column_by_name("reasons")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow_array::ListArray>()
-            .unwrap()
-            .clone();
+        let (id, decision, model) = (
+            col("id")?.as_string::<i32>(),
+            col("decision")?.as_string::<i32>(),
+            col("model")?.as_string::<i32>(),
+        );
+        let score = col("score")?.as_primitive::<Float32Type>();
+        let threshold = col("threshold")?.as_primitive::<Float32Type>();
+        let elapsed = col("elapsed_ms")?.as_primitive::<Float64Type>();
+        let reasons = col("reasons")?.as_list::<i32>();
         for i in 0..b.num_rows() {
             let r = reasons.value(i);
-            let r = r.as_any().downcast_ref::<StringArray>().unwrap();
             out.push(ResultRow {
                 id: id.value(i).to_string(),
                 decision: decision.value(i).to_string(),
-                score: (!score.is_null(i)).then(|| score.value(i)),
+                score: score.is_valid(i).then(|| score.value(i)),
                 threshold: threshold.value(i),
-                reasons: (0..r.len()).map(|j| r.value(j).to_string()).collect(),
+                reasons: r.as_string::<i32>().iter().flatten().map(str::to_string).collect(),
                 model: model.value(i).to_string(),
                 elapsed_ms: elapsed.value(i),
             });

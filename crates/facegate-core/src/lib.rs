@@ -19,12 +19,33 @@ pub enum Decision {
     Rejected,
 }
 
+impl Decision {
+    /// The name as serialised (`match`, `no_match`, `rejected`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Match => "match",
+            Self::NoMatch => "no_match",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
 /// Which of the two photos a rejection concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Probe,
     Reference,
+}
+
+impl Role {
+    /// The name as serialised (`probe`, `reference`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Probe => "probe",
+            Self::Reference => "reference",
+        }
+    }
 }
 
 /// Why a photo cannot be used. Each has a stable `code` and a message a person can act on.
@@ -183,6 +204,16 @@ mod tests {
         assert_eq!(v["detail"]["code"], "face_too_small");
         assert_eq!(v["role"], "probe");
         assert!(r.message.contains("move closer"));
+    }
+
+    #[test]
+    fn names_are_the_serialised_names() {
+        for d in [Decision::Match, Decision::NoMatch, Decision::Rejected] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        for r in [Role::Probe, Role::Reference] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
     }
 
     #[test]

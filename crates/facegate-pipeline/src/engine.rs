@@ -567,10 +567,7 @@ impl Engine {
         let mut decoded: Vec<_> = pairs.iter().map(|(p, r)| (decode(p, max), decode(r, max))).collect();
         let decode_ms = ms(start) / pairs.len().max(1) as f64;
         let mut out = self.verify_decoded(&decoded.iter().collect::<Vec<_>>());
-        for (p, r) in &mut decoded {
-            wipe(std::slice::from_mut(p));
-            wipe(std::slice::from_mut(r));
-        }
+        decoded.iter_mut().for_each(wipe_pair);
         for v in &mut out {
             v.timings.decode_ms = decode_ms;
             v.timings.total_ms += decode_ms;
@@ -661,6 +658,12 @@ pub fn wipe(images: &mut [Result<RgbImage, Rejection>]) {
         let mut raw = std::mem::take(img).into_raw();
         raw.zeroize();
     }
+}
+
+/// [`wipe`] both photos of a pair.
+pub fn wipe_pair(pair: &mut DecodedPair) {
+    wipe(std::slice::from_mut(&mut pair.0));
+    wipe(std::slice::from_mut(&mut pair.1));
 }
 
 fn ms(t: Instant) -> f64 {

@@ -7,4 +7,4 @@ pub mod imageops;
 
 pub use decode::decode;
 pub use device::{DeviceChoice, SelectedDevice};
-pub use engine::{BatchResult, DecodedPair, Engine, EngineError, Face, FacePolicy, wipe};
+pub use engine::{BatchResult, DecodedPair, Engine, EngineError, Face, FacePolicy, wipe, wipe_pair};

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use facegate_core::{ImageBytes, Verification};
-use facegate_pipeline::{DecodedPair, Engine, decode, wipe};
+use facegate_pipeline::{DecodedPair, Engine, decode, wipe_pair};
 
 use crate::Backend;
 
@@ -22,8 +22,7 @@ pub struct PreparedPair {
 
 impl Drop for PreparedPair {
     fn drop(&mut self) {
-        wipe(std::slice::from_mut(&mut self.pair.0));
-        wipe(std::slice::from_mut(&mut self.pair.1));
+        wipe_pair(&mut self.pair);
     }
 }
 
@@ -58,6 +57,13 @@ impl Backend for EngineBackend {
             pair,
             decode_ms: start.elapsed().as_secs_f64() * 1e3,
         }
+    }
+
+    /// 1 on the CPU backend, where batching lowered throughput (benches/README.md, "Service":
+    /// 12.24 against 7.36 verifications/s at batch 8 on 2 cores); 8 on wgpu (not measured on a
+    /// GPU yet).
+    fn preferred_max_batch(&self) -> usize {
+        if self.engine.on_gpu() { 8 } else { 1 }
     }
 
     fn run(&self, batch: &[&PreparedPair]) -> Result<Vec<Verification>, String> {

@@ -41,13 +41,16 @@ pub trait Backend: Send + Sync + 'static {
     /// One device batch; answers in input order. An `Err` or a panic fails the whole batch,
     /// after which each request is retried once on its own.
     fn run(&self, batch: &[&Self::Prepared]) -> Result<Vec<Self::Response>, String>;
+
+    /// The `max_batch` used when the configuration leaves it at 0.
+    fn preferred_max_batch(&self) -> usize;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
-    /// Largest device batch, in requests; 0 lets the service choose by device (see
-    /// [`SchedulerConfig::resolve_max_batch`]).
+    /// Largest device batch, in requests; 0 uses the backend's
+    /// [`Backend::preferred_max_batch`].
     pub max_batch: usize,
     /// How long the oldest waiting request may wait for its batch to fill, in microseconds.
     pub max_delay_us: u64,
@@ -78,15 +81,6 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     pub fn max_delay(&self) -> Duration {
         Duration::from_micros(self.max_delay_us)
-    }
-
-    /// `max_batch = 0` (the default) resolved for the device: 1 on the CPU backend, where
-    /// batching lowered throughput in our measurement (benches/README.md, "Service": 12.9
-    /// against 7.8 verifications/s at batch 8 on 2 cores), 8 on a GPU.
-    pub fn resolve_max_batch(&mut self, on_gpu: bool) {
-        if self.max_batch == 0 {
-            self.max_batch = if on_gpu { 8 } else { 1 };
-        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -201,10 +195,10 @@ struct Inner<B: Backend> {
 
 impl<B: Backend> Scheduler<B> {
     /// Start the queue task (on the current tokio runtime) and the device thread.
-    pub fn start(backend: B, config: SchedulerConfig, metrics: Metrics) -> Result<Self, String> {
+    pub fn start(backend: B, mut config: SchedulerConfig, metrics: Metrics) -> Result<Self, String> {
         config.validate()?;
         if config.max_batch == 0 {
-            return Err("max_batch must be resolved (at least 1) before starting".into());
+            config.max_batch = backend.preferred_max_batch().max(1);
         }
         let backend = Arc::new(backend);
         let workers = match config.prepare_workers {
@@ -262,6 +256,12 @@ impl<B: Backend> Scheduler<B> {
         self.inner.config.queue_capacity - self.inner.admission.available_permits()
     }
 
+    /// The metrics in Prometheus' text format, with the in-flight gauge read from admission.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.set_in_flight(self.in_flight());
+        self.inner.metrics.render()
+    }
+
     pub fn is_closing(&self) -> bool {
         self.inner.closing.load(Ordering::SeqCst)
     }
@@ -275,16 +275,15 @@ impl<B: Backend> Scheduler<B> {
         priority: Priority,
         deadline: Option<Instant>,
     ) -> Result<Outcome<B::Response>, ScheduleError> {
-        let inner = &self.inner;
-        let result = self.submit_inner(request, priority, deadline).await;
-        inner.metrics.record_outcome(match &result {
+        let result = self.run_stages(request, priority, deadline).await;
+        self.inner.metrics.record_outcome(match &result {
             Ok(_) => "ok",
             Err(e) => e.code(),
         });
         result
     }
 
-    async fn submit_inner(
+    async fn run_stages(
         &self,
         request: B::Request,
         priority: Priority,
@@ -301,8 +300,6 @@ impl<B: Backend> Scheduler<B> {
             .map_err(|_| ScheduleError::Overloaded {
                 retry_after_ms: inner.config.retry_after_ms,
             })?;
-        inner.metrics.in_flight.inc();
-        let _counted = Decrement(&inner.metrics.in_flight);
 
         let start = Instant::now();
         let worker = inner.prepare.clone().acquire_owned().await.expect("never closed");
@@ -356,14 +353,6 @@ impl<B: Backend> Scheduler<B> {
     }
 }
 
-struct Decrement<'a>(&'a prometheus::IntGauge);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// The queue task's state: it alone touches the queues.
 struct Queue<B: Backend> {
     high: VecDeque<Job<B>>,
@@ -393,6 +382,7 @@ impl<B: Backend> Queue<B> {
             }
             self.drop_expired(Instant::now());
             let waiting = self.high.len() + self.low.len();
+            self.metrics.queued.set(waiting as i64);
             let oldest = self.oldest();
             let due_at = oldest.map(|t| t + self.config.max_delay());
             let due = waiting > 0
@@ -422,7 +412,6 @@ impl<B: Backend> Queue<B> {
             Priority::Interactive => self.high.push_back(job),
             Priority::Bulk => self.low.push_back(job),
         }
-        self.metrics.queued.set((self.high.len() + self.low.len()) as i64);
     }
 
     fn oldest(&self) -> Option<Instant> {
@@ -437,14 +426,9 @@ impl<B: Backend> Queue<B> {
     fn drop_expired(&mut self, now: Instant) {
         for q in [&mut self.high, &mut self.low] {
             if q.iter().any(|j| j.expired(now)) {
-                let (expired, live): (VecDeque<_>, VecDeque<_>) = q.drain(..).partition(|j| j.expired(now));
-                *q = live;
-                for job in expired {
-                    let _ = job.answer.send(Err(ScheduleError::TimedOut));
-                }
+                *q = time_out_expired(q.drain(..), now).into();
             }
         }
-        self.metrics.queued.set((self.high.len() + self.low.len()) as i64);
     }
 
     /// Interactive requests first, except for the bulk share (carried over between batches, so
@@ -461,7 +445,6 @@ impl<B: Backend> Queue<B> {
         let n_low = self.low.len().min(max - n_high);
         let mut batch: Vec<Job<B>> = self.high.drain(..n_high).collect();
         batch.extend(self.low.drain(..n_low));
-        self.metrics.queued.set((self.high.len() + self.low.len()) as i64);
         batch
     }
 }
@@ -469,10 +452,7 @@ impl<B: Backend> Queue<B> {
 fn device_loop<B: Backend>(backend: &B, mut batches: mpsc::Receiver<Batch<B>>, metrics: &Metrics) {
     while let Some(batch) = batches.blocking_recv() {
         let now = Instant::now();
-        let (expired, live): (Vec<_>, Vec<_>) = batch.jobs.into_iter().partition(|j| j.expired(now));
-        for job in expired {
-            let _ = job.answer.send(Err(ScheduleError::TimedOut));
-        }
+        let live = time_out_expired(batch.jobs.into_iter(), now);
         if live.is_empty() {
             continue;
         }
@@ -503,6 +483,15 @@ fn device_loop<B: Backend>(backend: &B, mut batches: mpsc::Receiver<Batch<B>>, m
             }
         }
     }
+}
+
+/// Answer `TimedOut`, without computing them, the jobs whose deadline has passed; the rest.
+fn time_out_expired<B: Backend>(jobs: impl Iterator<Item = Job<B>>, now: Instant) -> Vec<Job<B>> {
+    let (expired, live): (Vec<_>, Vec<_>) = jobs.partition(|j| j.expired(now));
+    for job in expired {
+        let _ = job.answer.send(Err(ScheduleError::TimedOut));
+    }
+    live
 }
 
 fn attempt<B: Backend>(backend: &B, inputs: &[&B::Prepared]) -> Result<Vec<B::Response>, String> {

@@ -6,8 +6,9 @@ use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterV
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// Requests accepted and not yet answered (what admission bounds).
-    pub in_flight: IntGauge,
+    /// Requests accepted and not yet answered (what admission bounds); read from admission
+    /// when rendered.
+    in_flight: IntGauge,
     /// Prepared requests waiting for a device batch.
     pub queued: IntGauge,
     pub batch_size: Histogram,
@@ -85,6 +86,10 @@ impl Metrics {
         }
     }
 
+    pub(crate) fn set_in_flight(&self, n: usize) {
+        self.in_flight.set(n as i64);
+    }
+
     pub fn stage(&self, stage: &str, ms: f64) {
         self.stage_seconds.with_label_values(&[stage]).observe(ms / 1e3);
     }
@@ -94,19 +99,14 @@ impl Metrics {
     }
 
     pub fn record_decision(&self, v: &facegate_core::Verification) {
-        let decision = match v.decision {
-            facegate_core::Decision::Match => "match",
-            facegate_core::Decision::NoMatch => "no_match",
-            facegate_core::Decision::Rejected => "rejected",
-        };
-        self.decisions.with_label_values(&[decision]).inc();
+        self.decisions.with_label_values(&[v.decision.as_str()]).inc();
         for r in &v.reasons {
             self.rejections.with_label_values(&[r.code.as_str()]).inc();
         }
     }
 
-    /// The text exposition format, for `GET /metrics`.
-    pub fn render(&self) -> String {
+    /// The text exposition format (`Scheduler::render_metrics` refreshes the in-flight gauge).
+    pub(crate) fn render(&self) -> String {
         prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

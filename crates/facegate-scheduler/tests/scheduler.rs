@@ -39,6 +39,10 @@ impl Backend for Shared {
         request
     }
 
+    fn preferred_max_batch(&self) -> usize {
+        8
+    }
+
     fn run(&self, batch: &[&u32]) -> Result<Vec<u32>, String> {
         let r = &self.0;
         let mut open = r.open.lock().unwrap();
@@ -127,10 +131,7 @@ async fn a_partial_batch_goes_when_its_oldest_request_has_waited_max_delay() {
 async fn batches_fill_while_the_device_is_busy() {
     let r = Arc::new(Recorder::default()); // device held shut
     let s = start(&r, config(8, 1, 64));
-    let first = tokio::spawn({
-        let s = s.clone();
-        async move { s.submit(100, Priority::Interactive, None).await }
-    });
+    let first = spawn(&s, 100, Priority::Interactive, None);
     // Taken off the queue: the device is busy with it.
     until_in_flight(&s, 1).await;
     while s.metrics().queued.get() > 0 || s.metrics().batch_size.get_sample_count() == 0 {
@@ -138,12 +139,7 @@ async fn batches_fill_while_the_device_is_busy() {
     }
     // max_delay (1 ms) passes many times over while the device is busy: the arrivals wait for
     // it and go as one batch, not as eight.
-    let rest: Vec<_> = (0..8)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move { s.submit(i, Priority::Interactive, None).await })
-        })
-        .collect();
+    let rest: Vec<_> = (0..8).map(|i| spawn(&s, i, Priority::Interactive, None)).collect();
     until_in_flight(&s, 9).await;
     while s.metrics().queued.get() < 8 {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -161,12 +157,7 @@ async fn batches_fill_while_the_device_is_busy() {
 async fn a_full_queue_refuses_at_once_and_loses_nothing() {
     let r = Arc::new(Recorder::default()); // device held shut
     let s = start(&r, config(2, 1, 4));
-    let held: Vec<_> = (0..4)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move { s.submit(i, Priority::Interactive, None).await })
-        })
-        .collect();
+    let held: Vec<_> = (0..4).map(|i| spawn(&s, i, Priority::Interactive, None)).collect();
     until_in_flight(&s, 4).await;
     let t = Instant::now();
     let refused = s.submit(99, Priority::Interactive, None).await;
@@ -190,16 +181,10 @@ async fn a_full_queue_refuses_at_once_and_loses_nothing() {
 async fn an_expired_request_is_answered_timed_out_and_never_computed() {
     let r = Arc::new(Recorder::default());
     let s = start(&r, config(1, 1, 16));
-    let blocker = tokio::spawn({
-        let s = s.clone();
-        async move { s.submit(1, Priority::Interactive, None).await }
-    });
+    let blocker = spawn(&s, 1, Priority::Interactive, None);
     until_in_flight(&s, 1).await;
     let deadline = Instant::now() + Duration::from_millis(100);
-    let late = tokio::spawn({
-        let s = s.clone();
-        async move { s.submit(2, Priority::Interactive, Some(deadline)).await }
-    });
+    let late = spawn(&s, 2, Priority::Interactive, Some(deadline));
     tokio::time::sleep(Duration::from_millis(300)).await;
     set_open(&r, true);
     assert_eq!(late.await.unwrap().unwrap_err(), ScheduleError::TimedOut);
@@ -219,24 +204,15 @@ async fn interactive_goes_first_but_bulk_is_not_starved() {
     let r = Arc::new(Recorder::default());
     // One request per batch, so the order of batches is the order of service.
     let s = start(&r, config(1, 1, 64));
-    let blocker = tokio::spawn({
-        let s = s.clone();
-        async move { s.submit(0, Priority::Interactive, None).await }
-    });
+    let blocker = spawn(&s, 0, Priority::Interactive, None);
     until_in_flight(&s, 1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut handles = Vec::new();
     for i in 1..=4 {
-        let s = s.clone();
-        handles.push(tokio::spawn(
-            async move { s.submit(1000 + i, Priority::Bulk, None).await },
-        ));
+        handles.push(spawn(&s, 1000 + i, Priority::Bulk, None));
     }
     for i in 1..=16 {
-        let s = s.clone();
-        handles.push(tokio::spawn(
-            async move { s.submit(i, Priority::Interactive, None).await },
-        ));
+        handles.push(spawn(&s, i, Priority::Interactive, None));
     }
     until_in_flight(&s, 21).await;
     while s.metrics().queued.get() < 20 {
@@ -270,12 +246,7 @@ async fn a_failing_batch_is_retried_per_request_and_only_the_bad_one_fails() {
     });
     // Dispatched only when all six wait, so the first batch holds them all.
     let s = start(&r, config(6, 60_000, 64));
-    let handles: Vec<_> = (1..=6)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move { s.submit(i, Priority::Interactive, None).await })
-        })
-        .collect();
+    let handles: Vec<_> = (1..=6).map(|i| spawn(&s, i, Priority::Interactive, None)).collect();
     // The device has taken the batch (and is held shut).
     while s.metrics().batch_size.get_sample_count() == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -309,13 +280,12 @@ async fn shutdown_answers_everything_accepted_and_refuses_new_work() {
     let s = start(&r, config(4, 50, 256));
     let handles: Vec<_> = (0..40)
         .map(|i| {
-            let s = s.clone();
             let p = if i % 3 == 0 {
                 Priority::Bulk
             } else {
                 Priority::Interactive
             };
-            tokio::spawn(async move { s.submit(i, p, None).await })
+            spawn(&s, i, p, None)
         })
         .collect();
     until_in_flight(&s, 1).await;
@@ -342,17 +312,20 @@ async fn shutdown_answers_everything_accepted_and_refuses_new_work() {
     );
 }
 
+type Handle = tokio::task::JoinHandle<Result<facegate_scheduler::Outcome<u32>, ScheduleError>>;
+
+/// Submit on a task of its own, so the test goes on while the request waits.
+fn spawn(s: &Scheduler<Shared>, id: u32, p: Priority, deadline: Option<Instant>) -> Handle {
+    let s = s.clone();
+    tokio::spawn(async move { s.submit(id, p, deadline).await })
+}
+
 async fn futures(
     s: &Scheduler<Shared>,
     ids: std::ops::Range<u32>,
     p: Priority,
 ) -> Vec<Result<facegate_scheduler::Outcome<u32>, ScheduleError>> {
-    let handles: Vec<_> = ids
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move { s.submit(i, p, None).await })
-        })
-        .collect();
+    let handles: Vec<_> = ids.map(|i| spawn(s, i, p, None)).collect();
     let mut out = Vec::new();
     for h in handles {
         out.push(h.await.unwrap());

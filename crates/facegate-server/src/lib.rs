@@ -37,7 +37,8 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub struct AppState {
     pub scheduler: Scheduler<EngineBackend>,
     pub http: HttpConfig,
-    keys: Vec<(String, [u8; 32])>,
+    /// (client id, SHA-256 of its key in lowercase hex).
+    keys: Vec<(String, String)>,
 }
 
 impl AppState {
@@ -45,13 +46,7 @@ impl AppState {
         let keys = http
             .clients
             .iter()
-            .map(|c| {
-                let mut hash = [0u8; 32];
-                for (i, b) in hash.iter_mut().enumerate() {
-                    *b = u8::from_str_radix(&c.key_sha256[2 * i..2 * i + 2], 16).unwrap_or(0);
-                }
-                (c.id.clone(), hash)
-            })
+            .map(|c| (c.id.clone(), c.key_sha256.to_ascii_lowercase()))
             .collect();
         Self { scheduler, http, keys }
     }
@@ -59,10 +54,10 @@ impl AppState {
     /// The client a key belongs to. Every configured hash is compared, in constant time, so
     /// the time taken says nothing about which key (or how much of one) matched.
     fn client_for(&self, key: &[u8]) -> Option<String> {
-        let hash: [u8; 32] = Sha256::digest(key).into();
+        let hash = sha256_hex(key);
         let mut found = None;
         for (id, h) in &self.keys {
-            if bool::from(h.ct_eq(&hash)) {
+            if bool::from(h.as_bytes().ct_eq(hash.as_bytes())) {
                 found = Some(id.clone());
             }
         }
@@ -78,10 +73,11 @@ pub fn install_crypto_provider() {
 
 /// The SHA-256 (hex) of an API key, as `[[server.clients]] key_sha256` wants it.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(key.as_bytes())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Who is calling and which request this is; put in the request's extensions by `authenticate`.
@@ -249,13 +245,15 @@ struct VerifyResponse {
     verification: Verification,
 }
 
+/// Standard base64, padding optional.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 fn base64_image(field: &str, text: &str) -> Result<ImageBytes, ApiError> {
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    engine
+    BASE64
         .decode(text.trim())
         .map(ImageBytes::new)
         .map_err(|e| ApiError::bad_request(format!("`{field}` is not valid base64: {e}")))
@@ -288,13 +286,23 @@ fn unsupported_type() -> ApiError {
     )
 }
 
-fn body_error(e: impl std::fmt::Display) -> ApiError {
-    let msg = e.to_string();
-    if msg.contains("length limit") || msg.contains("too large") {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)
+/// An error reading the body, by the status axum's rejection carries (413 past the limit).
+fn body_error(status: StatusCode, e: impl std::fmt::Display) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "payload_too_large", e.to_string())
     } else {
-        ApiError::bad_request(msg)
+        ApiError::bad_request(e.to_string())
     }
+}
+
+/// Read and parse a JSON body, then wipe the bytes (they hold base64 images).
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+    let body = Bytes::from_request(req, &())
+        .await
+        .map_err(|e| body_error(e.status(), e))?;
+    let parsed = serde_json::from_slice::<T>(&body);
+    wipe(body);
+    parsed.map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 struct Parsed {
@@ -306,10 +314,7 @@ struct Parsed {
 async fn parse_verify(req: Request) -> Result<Parsed, ApiError> {
     match is_json(req.headers()) {
         Some(true) => {
-            let body = Bytes::from_request(req, &()).await.map_err(body_error)?;
-            let parsed = serde_json::from_slice::<JsonVerify>(&body);
-            wipe(body);
-            let j = parsed.map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+            let j: JsonVerify = json_body(req).await?;
             Ok(Parsed {
                 pair: PairRequest {
                     probe: base64_image("probe", &j.probe)?,
@@ -320,11 +325,13 @@ async fn parse_verify(req: Request) -> Result<Parsed, ApiError> {
             })
         }
         Some(false) => {
-            let mut form = Multipart::from_request(req, &()).await.map_err(body_error)?;
+            let mut form = Multipart::from_request(req, &())
+                .await
+                .map_err(|e| body_error(e.status(), e))?;
             let (mut probe, mut reference, mut priority, mut deadline_ms) = (None, None, Priority::default(), None);
-            while let Some(field) = form.next_field().await.map_err(body_error)? {
+            while let Some(field) = form.next_field().await.map_err(|e| body_error(e.status(), e))? {
                 let name = field.name().unwrap_or_default().to_string();
-                let data = field.bytes().await.map_err(body_error)?;
+                let data = field.bytes().await.map_err(|e| body_error(e.status(), e))?;
                 match name.as_str() {
                     "probe" => probe = Some(ImageBytes::new(data.to_vec())),
                     "reference" => reference = Some(ImageBytes::new(data.to_vec())),
@@ -448,15 +455,9 @@ async fn verify_batch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             ),
         );
     }
-    let body = match Bytes::from_request(req, &()).await {
+    let batch: JsonBatch = match json_body(req).await {
         Ok(b) => b,
-        Err(e) => return refused(&caller, body_error(e)),
-    };
-    let parsed = serde_json::from_slice::<JsonBatch>(&body);
-    wipe(body);
-    let batch = match parsed {
-        Ok(b) => b,
-        Err(e) => return refused(&caller, ApiError::bad_request(format!("invalid JSON body: {e}"))),
+        Err(e) => return refused(&caller, e),
     };
     if batch.pairs.len() > state.http.max_batch_pairs || batch.pairs.is_empty() {
         let msg = format!("a batch holds 1 to {} pairs", state.http.max_batch_pairs);
@@ -552,7 +553,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.scheduler.metrics().render(),
+        state.scheduler.render_metrics(),
     )
         .into_response()
 }
@@ -571,9 +572,8 @@ pub struct Service {
 
 impl Service {
     /// Load nothing, start everything: the engine is given, already loaded.
-    pub async fn start(mut config: ServiceConfig, engine: Engine) -> Result<Self, String> {
+    pub async fn start(config: ServiceConfig, engine: Engine) -> Result<Self, String> {
         config.validate()?;
-        config.scheduler.resolve_max_batch(engine.on_gpu());
         let addr: SocketAddr = config
             .server
             .bind

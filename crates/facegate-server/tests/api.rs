@@ -387,25 +387,23 @@ async fn a_full_queue_answers_429_with_retry_after_and_metrics_count_it() {
         .text()
         .await
         .unwrap();
-    let line = |prefix: &str| {
-        metrics
+    // The sum of every series starting with `prefix` (one series when labels are given).
+    let sum = |prefix: &str| -> f64 {
+        let values: Vec<f64> = metrics
             .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{prefix} missing:\n{metrics}"))
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(!values.is_empty(), "{prefix} missing:\n{metrics}");
+        values.iter().sum()
     };
     assert_eq!(
-        line("facegate_scheduler_requests_total{outcome=\"overloaded\"}"),
+        sum("facegate_scheduler_requests_total{outcome=\"overloaded\"}"),
         refused as f64
     );
-    assert_eq!(line("facegate_scheduler_requests_total{outcome=\"ok\"}"), ok as f64);
-    assert_eq!(line("facegate_batch_size_count"), ok as f64);
-    let decisions: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("facegate_decisions_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
+    assert_eq!(sum("facegate_scheduler_requests_total{outcome=\"ok\"}"), ok as f64);
+    assert_eq!(sum("facegate_batch_size_count"), ok as f64);
+    let decisions = sum("facegate_decisions_total{");
     assert_eq!(decisions, ok as f64);
     service.shutdown().await;
 }

@@ -43,11 +43,10 @@ pub struct BatchArgs {
 
 pub fn batch(args: BatchArgs) -> Result<()> {
     let engine: Engine = crate::engine(&args.engine)?;
-    let mut config = SchedulerConfig {
+    let config = SchedulerConfig {
         max_batch: args.max_batch.unwrap_or(0),
         ..Default::default()
     };
-    config.resolve_max_batch(engine.on_gpu());
     let options = JobOptions {
         input: args.input.clone(),
         output: args.output.clone(),

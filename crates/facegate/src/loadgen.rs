@@ -59,7 +59,8 @@ pub struct Report {
     /// Batches the service formed during the run: count, mean size, counts per size bucket.
     pub batches: u64,
     pub mean_batch: f64,
-    pub batch_buckets: BTreeMap<String, u64>,
+    /// (upper bound, batches in the bucket), in order of the bounds.
+    pub batch_buckets: Vec<(String, u64)>,
 }
 
 #[derive(Serialize)]
@@ -165,13 +166,26 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
     let after = scrape(&http, &metrics_url).await?;
     let delta = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
     let batches = delta("facegate_batch_size_count");
-    let mut batch_buckets = BTreeMap::new();
+    // The histogram's buckets as the service exports them, in order of their bounds.
+    let prefix = "facegate_batch_size_bucket{le=\"";
+    let mut bounds: Vec<(f64, &str)> = after
+        .keys()
+        .filter_map(|k| {
+            let le = k.strip_prefix(prefix)?.strip_suffix("\"}")?;
+            Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, le))
+        })
+        .collect();
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut below = 0.0;
-    for le in ["1", "2", "4", "8", "16", "32", "64", "128", "+Inf"] {
-        let cumulative = delta(&format!("facegate_batch_size_bucket{{le=\"{le}\"}}"));
-        batch_buckets.insert(format!("le_{le}"), (cumulative - below).round() as u64);
-        below = cumulative;
-    }
+    let batch_buckets = bounds
+        .into_iter()
+        .map(|(_, le)| {
+            let cumulative = delta(&format!("{prefix}{le}\"}}"));
+            let n = (cumulative - below).round() as u64;
+            below = cumulative;
+            (format!("le_{le}"), n)
+        })
+        .collect();
     let ok = status.get("200").copied().unwrap_or(0);
     let q = |p: f64| latency.value_at_quantile(p) as f64 / 1e3;
     Ok(Report {

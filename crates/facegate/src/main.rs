@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use facegate_core::{Config, Decision, Role, Verification};
+use facegate_core::{Config, Verification};
 use facegate_eval::{Scored, metrics, read_pairs};
 use facegate_pipeline::{DeviceChoice, Engine, FacePolicy};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -199,19 +199,13 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_verification(v: &Verification) {
-    let decision = match v.decision {
-        Decision::Match => "match",
-        Decision::NoMatch => "no_match",
-        Decision::Rejected => "rejected",
-    };
-    println!("decision:  {decision}");
+    println!("decision:  {}", v.decision.as_str());
     match v.score {
         Some(s) => println!("score:     {s:.4} (cosine similarity; threshold {:.4})", v.threshold),
         None => println!("score:     - (threshold {:.4})", v.threshold),
     }
     for r in &v.reasons {
-        let role = if r.role == Role::Probe { "probe" } else { "reference" };
-        println!("reason:    {role}: {} ({})", r.message, r.code);
+        println!("reason:    {}: {} ({})", r.role.as_str(), r.message, r.code);
     }
     for (name, face) in [("probe", &v.probe_face), ("reference", &v.reference_face)] {
         if let Some(f) = face {

@@ -45,16 +45,6 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     }
     init_logs(args.log_file.as_ref())?;
     let engine = Engine::new(config.engine.clone(), args.device)?;
-    config.scheduler.resolve_max_batch(engine.on_gpu());
-    tracing::info!(
-        model = engine.model_version(),
-        device = engine.device_label(),
-        scorer = engine.scorer_label(),
-        max_batch = config.scheduler.max_batch,
-        max_delay_us = config.scheduler.max_delay_us,
-        queue_capacity = config.scheduler.queue_capacity,
-        "engine loaded"
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let service = Service::start(config.clone(), engine)
@@ -63,7 +53,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let scheme = if config.server.tls.is_some() { "https" } else { "http" };
         // Tests and scripts read this line to find the port when binding port 0.
         eprintln!("facegate: listening on {scheme}://{}", service.addr);
-        tracing::info!(addr = %service.addr, "listening");
+        let (scheduler, engine) = (&service.state.scheduler, service.state.scheduler.backend().engine());
+        tracing::info!(
+            addr = %service.addr,
+            model = engine.model_version(),
+            device = engine.device_label(),
+            scorer = engine.scorer_label(),
+            max_batch = scheduler.config().max_batch,
+            max_delay_us = scheduler.config().max_delay_us,
+            queue_capacity = scheduler.config().queue_capacity,
+            "listening"
+        );
         shutdown_signal().await;
         tracing::info!(
             in_flight = service.state.scheduler.in_flight(),
