@@ -47,6 +47,11 @@ pub struct Config {
     pub full_landmarks: bool,
     /// Images per GPU/CPU batch in bulk work.
     pub batch_size: usize,
+    /// A calibration file (`facegate eval --write-calibration`; relative to the working directory):
+    /// when set, the threshold is its operating point's, checked against the model.
+    pub calibration: Option<std::path::PathBuf>,
+    /// The calibration's operating point (`fmr_1e-3`, …); its default when unset.
+    pub operating_point: Option<String>,
 }
 
 /// The best-accuracy threshold on LFW DevTrain (2,200 pairs) with the default settings
@@ -68,6 +73,8 @@ impl Default for Config {
             alignment: Alignment::DlibChip,
             full_landmarks: false,
             batch_size: 16,
+            calibration: None,
+            operating_point: None,
         }
     }
 }

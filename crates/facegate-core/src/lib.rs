@@ -1,11 +1,13 @@
 //! Shared types of facegate: what a verification returns, why a photo is refused, how the
 //! engine is configured, and the zeroizing buffers biometric data lives in.
 
+pub mod calibration;
 pub mod config;
 pub mod secret;
 
 use serde::{Deserialize, Serialize};
 
+pub use calibration::{CalibratedPoint, Calibration};
 pub use config::{Alignment, Config, ConfigError};
 pub use secret::{Descriptor, ImageBytes};
 

@@ -1,5 +1,5 @@
 //! Hand-written WGSL matcher kernels (`shaders/`): cosine similarity of many (probe, reference)
-//! pairs in one dispatch, and top-k 1:N scans of probes against a gallery, each with f32 or f16
+//! pairs in one dispatch, and 1:N scans of probes against a gallery (top-k, or every score), each with f32 or f16
 //! storage and f32 accumulation, normalisation fused in.
 //!
 //! The kernels run on a plain `wgpu::Device`: [`Matcher::new`] opens one on the best adapter
@@ -19,7 +19,9 @@ const STORAGE_F32: &str = include_str!("../../../shaders/storage_f32.wgsl");
 const STORAGE_F16: &str = include_str!("../../../shaders/storage_f16.wgsl");
 const PAIRS: &str = include_str!("../../../shaders/pairs.wgsl");
 const TOPK_COMMON: &str = include_str!("../../../shaders/topk_common.wgsl");
+const GALLERY_SCAN: &str = include_str!("../../../shaders/gallery_scan.wgsl");
 const GALLERY_TOPK: &str = include_str!("../../../shaders/gallery_topk.wgsl");
+const GALLERY_SCORES: &str = include_str!("../../../shaders/gallery_scores.wgsl");
 const TOPK_MERGE: &str = include_str!("../../../shaders/topk_merge.wgsl");
 
 /// Pairs scored per workgroup (`PAIRS_PER_GROUP` in pairs.wgsl).
@@ -108,7 +110,7 @@ struct GalleryParams {
     row_offset: u32,
     blocks: u32,
     block_offset: u32,
-    _pad: u32,
+    gallery_len: u32,
 }
 
 #[repr(C)]
@@ -125,6 +127,8 @@ struct Pipelines {
     pairs_f16: wgpu::ComputePipeline,
     gallery_f32: wgpu::ComputePipeline,
     gallery_f16: wgpu::ComputePipeline,
+    scores_f32: wgpu::ComputePipeline,
+    scores_f16: wgpu::ComputePipeline,
     merge: wgpu::ComputePipeline,
 }
 
@@ -185,8 +189,10 @@ impl Matcher {
         let pipelines = Pipelines {
             pairs_f32: pipeline("pairs_f32", &[STORAGE_F32, PAIRS]),
             pairs_f16: pipeline("pairs_f16", &[STORAGE_F16, PAIRS]),
-            gallery_f32: pipeline("gallery_f32", &[STORAGE_F32, TOPK_COMMON, GALLERY_TOPK]),
-            gallery_f16: pipeline("gallery_f16", &[STORAGE_F16, TOPK_COMMON, GALLERY_TOPK]),
+            gallery_f32: pipeline("gallery_f32", &[STORAGE_F32, TOPK_COMMON, GALLERY_SCAN, GALLERY_TOPK]),
+            gallery_f16: pipeline("gallery_f16", &[STORAGE_F16, TOPK_COMMON, GALLERY_SCAN, GALLERY_TOPK]),
+            scores_f32: pipeline("scores_f32", &[STORAGE_F32, GALLERY_SCAN, GALLERY_SCORES]),
+            scores_f16: pipeline("scores_f16", &[STORAGE_F16, GALLERY_SCAN, GALLERY_SCORES]),
             merge: pipeline("topk_merge", &[TOPK_COMMON, TOPK_MERGE]),
         };
         let limits = device.limits();
@@ -326,6 +332,58 @@ impl Matcher {
         Ok(out)
     }
 
+    /// Every score of a 1:N scan: the cosine similarity of each probe (row-major `[m, dim]`)
+    /// with each gallery entry, row-major `[m, gallery.len()]` (0 where either is zero). For
+    /// score distributions, such as all-vs-all impostor scores in an evaluation.
+    pub fn scores(&self, probes: &[f32], gallery: &Gallery) -> Result<Vec<f32>, KernelError> {
+        let dim = gallery.dim;
+        let m = rows("probes", probes, dim)?;
+        let n = gallery.len;
+        if m == 0 || n == 0 {
+            return Ok(Vec::new());
+        }
+        // One output binding per call: batch the probes so their rows of scores fit it.
+        let batch = ((self.max_binding / (n as u64 * 4)) as usize / TILE_P * TILE_P).min(MAX_GROUPS * TILE_P);
+        if batch == 0 {
+            return Err(KernelError::TooLarge(format!("a score row of {n} gallery entries")));
+        }
+        let pipeline = match gallery.storage {
+            Storage::F32 => &self.pipelines.scores_f32,
+            Storage::F16 => &self.pipelines.scores_f16,
+        };
+        let mut out = Vec::with_capacity(m * n);
+        for start in (0..m).step_by(batch) {
+            let end = (start + batch).min(m);
+            let rows_here = end - start;
+            let probe_buf = self.storage_buffer("probes", bytemuck::cast_slice(&probes[start * dim..end * dim]));
+            let scores = self.output_buffer("scores", rows_here * n * 4);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            let mut row_offset = 0;
+            for chunk in &gallery.chunks {
+                let params = self.uniform(&GalleryParams {
+                    m: rows_here as u32,
+                    rows: chunk.rows as u32,
+                    dim4: (dim / 4) as u32,
+                    k: 0,
+                    row_offset: row_offset as u32,
+                    blocks: 0,
+                    block_offset: 0,
+                    gallery_len: n as u32,
+                });
+                self.dispatch(
+                    &mut encoder,
+                    pipeline,
+                    &[&probe_buf, &chunk.buffer, &params, &scores],
+                    (chunk.rows.div_ceil(BLOCK) as u32, rows_here.div_ceil(TILE_P) as u32),
+                );
+                row_offset += chunk.rows;
+            }
+            let [bytes] = self.read(encoder, [(&scores, rows_here * n * 4)])?;
+            out.extend_from_slice(bytemuck::cast_slice(&bytes));
+        }
+        Ok(out)
+    }
+
     fn top_k_call(
         &self,
         probes: &[f32],
@@ -355,12 +413,12 @@ impl Matcher {
                 row_offset: row_offset as u32,
                 blocks: blocks as u32,
                 block_offset: block_offset as u32,
-                _pad: 0,
+                gallery_len: gallery.len as u32,
             });
             self.dispatch(
                 &mut encoder,
                 pipeline,
-                &[&probe_buf, &chunk.buffer, &scores, &indices, &params],
+                &[&probe_buf, &chunk.buffer, &params, &scores, &indices],
                 (chunk_blocks as u32, m.div_ceil(TILE_P) as u32),
             );
             row_offset += chunk.rows;

@@ -23,6 +23,14 @@ pub fn pairs(probes: &[f32], references: &[f32], dim: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Every probe against every gallery row: row-major `[m, g]` cosines.
+pub fn scores(probes: &[f32], gallery: &[f32], dim: usize) -> Vec<f64> {
+    probes
+        .chunks_exact(dim)
+        .flat_map(|p| gallery.chunks_exact(dim).map(move |g| cosine(p, g)))
+        .collect()
+}
+
 /// For each probe, the `k` best gallery rows as (index, cosine): highest score first, equal
 /// scores by ascending index.
 pub fn top_k(probes: &[f32], gallery: &[f32], dim: usize, k: usize) -> Vec<Vec<(u32, f64)>> {

@@ -52,6 +52,23 @@ fn check_pairs(m: &Matcher, a: &[f32], b: &[f32], dim: usize, storage: Storage) 
     }
 }
 
+fn check_scores(m: &Matcher, probes: &[f32], gallery: &[f32], dim: usize, storage: Storage) {
+    let g = Gallery::upload(m, gallery, dim, storage).unwrap();
+    let got = m.scores(probes, &g).unwrap();
+    let want = reference::scores(probes, gallery, dim);
+    assert_eq!(got.len(), want.len());
+    let n = g.len();
+    for (i, (s, w)) in got.iter().zip(&want).enumerate() {
+        let err = (*s as f64 - w).abs();
+        assert!(
+            err <= tol(storage),
+            "probe {} row {}: {s} vs {w} ({storage:?}, dim {dim}), error {err:.2e}",
+            i / n,
+            i % n
+        );
+    }
+}
+
 fn check_top_k(hits: &[Vec<Hit>], probes: &[f32], gallery: &[f32], dim: usize, k: usize, storage: Storage) {
     let want = reference::top_k(probes, gallery, dim, k);
     let t = tol(storage);
@@ -138,6 +155,16 @@ proptest! {
         let hits = m.top_k(&probes, &dim_g, k).unwrap();
         check_top_k(&hits, &probes, &gallery, dim, k, storage);
     }
+
+    #[test]
+    fn every_score_of_a_scan_matches_the_f64_reference(
+        (dim, probes, gallery) in (prop_oneof![Just(4usize), Just(128), (1usize..40).prop_map(|d| 4 * d)], 1usize..11, 1usize..600)
+            .prop_flat_map(|(dim, m, g)| (Just(dim), rows(m, dim, 3), rows(g, dim, 11))),
+        storage in storage(),
+    ) {
+        let Some(m) = matcher() else { return Ok(()) };
+        check_scores(m, &probes, &gallery, dim, storage);
+    }
 }
 
 #[test]
@@ -216,6 +243,11 @@ fn galleries_and_pair_batches_larger_than_one_binding_are_chunked() {
             .unwrap();
         assert_eq!(hits, whole);
     }
+    // Every score: the gallery spans 4 chunks, and one output binding holds 32 rows of 1,000
+    // scores, so 100 probes take 4 calls.
+    for storage in [Storage::F32, Storage::F16] {
+        check_scores(&small, &gallery[..100 * dim], &gallery, dim, storage);
+    }
     // Pairs: 1,000 pairs of 128 values, 256 per binding.
     check_pairs(
         &small,
@@ -251,4 +283,11 @@ fn bad_arguments_are_typed_errors() {
     // Asking for more than the gallery holds returns what there is.
     assert_eq!(m.top_k(&[1.0; 4], &g, 5).unwrap()[0].len(), 2);
     assert_eq!(m.pairs(&[], &[], 4, Storage::F32).unwrap(), Vec::<f32>::new());
+    assert!(matches!(m.scores(&[1.0; 6], &g), Err(KernelError::Length { .. })));
+    assert_eq!(m.scores(&[], &g).unwrap(), Vec::<f32>::new());
+    // A score row that cannot fit one binding is refused, not truncated: 1,100 scores of f32
+    // need 4,400 bytes.
+    let narrow = Matcher::new().unwrap().with_max_binding(4096);
+    let wide = Gallery::upload(&narrow, &[1.0; 1100 * 4], 4, Storage::F32).unwrap();
+    assert!(matches!(narrow.scores(&[1.0; 4], &wide), Err(KernelError::TooLarge(_))));
 }

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use facegate_core::{
-    Alignment, Config, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings, Verification, cosine_similarity,
+    Alignment, Calibration, Config, ConfigError, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings,
+    Verification, cosine_similarity,
 };
-use facegate_kernels::{Matcher, Storage};
+use facegate_kernels::{Gallery, Matcher, Storage};
 use facegate_models::{FaceModels, LandmarkVariant, ModelError, detector, landmarks, recognition};
 use image::RgbImage;
 use zeroize::Zeroize;
@@ -159,8 +160,20 @@ pub fn dlib_chip_transform(points: &[[f64; 2]], size: usize) -> [f64; 6] {
 }
 
 impl Engine {
-    pub fn new(config: Config, device: DeviceChoice) -> Result<Self, EngineError> {
+    pub fn new(mut config: Config, device: DeviceChoice) -> Result<Self, EngineError> {
         config.validate()?;
+        if let Some(path) = &config.calibration {
+            let calibration = Calibration::read(path)?;
+            let model = facegate_models::embedded::MODEL_VERSION;
+            if calibration.model != model {
+                return Err(EngineError::Config(ConfigError::Invalid(format!(
+                    "{} was calibrated for model {}, this engine runs {model}",
+                    path.display(),
+                    calibration.model
+                ))));
+            }
+            config.threshold = calibration.threshold(config.operating_point.as_deref())?;
+        }
         let device = select(device).map_err(EngineError::Device)?;
         let variant = if config.full_landmarks {
             LandmarkVariant::Full
@@ -215,6 +228,26 @@ impl Engine {
         let present: Vec<(&[f32], &[f32])> = pairs.iter().flatten().copied().collect();
         let mut scores = self.score_pairs(&present).into_iter();
         pairs.iter().map(|p| p.and_then(|_| scores.next())).collect()
+    }
+
+    /// Every pairwise score of `templates` (row-major `[n, n]`): one 1:N scan of the WGSL
+    /// kernel with the templates as their own gallery when on wgpu, f64 on the CPU otherwise.
+    /// For score distributions, such as all-vs-all impostor scores in an evaluation.
+    pub fn score_matrix(&self, templates: &[&[f32]]) -> Vec<f32> {
+        let dim = templates.first().map_or(0, |t| t.len());
+        let uniform = templates.iter().all(|t| t.len() == dim);
+        if let (Some(m), true) = (&self.matcher, uniform) {
+            let mut flat: Vec<f32> = templates.iter().flat_map(|t| t.iter().copied()).collect();
+            let scores = Gallery::upload(m, &flat, dim, Storage::F32).and_then(|g| m.scores(&flat, &g));
+            flat.zeroize();
+            if let Ok(scores) = scores {
+                return scores;
+            }
+        }
+        templates
+            .iter()
+            .flat_map(|a| templates.iter().map(|b| cosine_similarity(a, b)))
+            .collect()
     }
 
     pub fn config(&self) -> &Config {

@@ -1,17 +1,15 @@
 //! `facegate`: verify, embed and evaluate from the command line.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use facegate_core::{Config, Verification};
-use facegate_eval::{Scored, metrics, read_pairs};
 use facegate_pipeline::{DeviceChoice, Engine, FacePolicy};
-use indicatif::{ProgressBar, ProgressStyle};
 
 mod batch;
+mod eval;
 mod loadgen;
 mod serve;
 
@@ -31,8 +29,14 @@ pub struct EngineArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Override the match threshold (cosine similarity).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "calibration")]
     threshold: Option<f32>,
+    /// Decide at a calibrated operating point (a file from `facegate eval --calibration`).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
+    #[arg(long, requires = "calibration")]
+    operating_point: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -71,21 +75,9 @@ enum Command {
     Loadgen(loadgen::LoadgenArgs),
     /// Verify every pair of an Arrow IPC or Parquet file into a Parquet file; resumable.
     Batch(batch::BatchArgs),
-    /// Measure accuracy on a pair list (LFW pairs format or TSV probe/reference/same).
-    Eval {
-        #[arg(long)]
-        pairs: PathBuf,
-        /// Image folder (default: beside the pair file).
-        #[arg(long)]
-        images: Option<PathBuf>,
-        /// Face policy for both photos: dominant (largest clearly-dominant face) or single.
-        #[arg(long, default_value = "dominant")]
-        policy: String,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        engine: EngineArgs,
-    },
+    /// Measure accuracy on a pair list (LFW pairs format or TSV probe/reference/same); with
+    /// --report, write a DET curve, score histograms and tables; with --calibration, thresholds.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,7 +90,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn engine(args: &EngineArgs) -> Result<Engine> {
+pub(crate) fn engine(args: &EngineArgs) -> Result<Engine> {
     let mut config = match &args.config {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
@@ -106,10 +98,14 @@ fn engine(args: &EngineArgs) -> Result<Engine> {
     if let Some(t) = args.threshold {
         config.threshold = t;
     }
+    if let Some(c) = &args.calibration {
+        config.calibration = Some(c.clone());
+        config.operating_point = args.operating_point.clone();
+    }
     Ok(Engine::new(config, args.device)?)
 }
 
-fn read(path: &Path) -> Result<facegate_core::ImageBytes> {
+pub(crate) fn read(path: &Path) -> Result<facegate_core::ImageBytes> {
     Ok(facegate_core::ImageBytes::new(
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
     ))
@@ -153,6 +149,8 @@ fn run(cli: Cli) -> Result<()> {
                 if json {
                     let v = serde_json::json!({
                         "image": path, "descriptor": descriptor, "face": face.as_ref().ok().map(|f| f.face),
+                        "sharpness": face.as_ref().ok().map(|f| f.sharpness),
+                        "yaw": face.as_ref().ok().map(|f| f.yaw),
                         "error": error, "model": engine.model_version(),
                     });
                     println!("{v}");
@@ -180,20 +178,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{v}");
             }
         }
-        Command::Eval {
-            pairs,
-            images,
-            policy,
-            json,
-            engine: args,
-        } => {
-            let policy = match policy.as_str() {
-                "dominant" => FacePolicy::Dominant,
-                "single" => FacePolicy::Single,
-                other => anyhow::bail!("unknown policy `{other}` (dominant or single)"),
-            };
-            eval(&engine(&args)?, &pairs, images.as_deref(), policy, json)?;
-        }
+        Command::Eval(args) => eval::eval(args)?,
     }
     Ok(())
 }
@@ -222,104 +207,4 @@ fn print_verification(v: &Verification) {
     );
     println!("device:    {}", v.device);
     println!("model:     {}", v.model);
-}
-
-fn eval(engine: &Engine, pairs_file: &Path, images: Option<&Path>, policy: FacePolicy, json: bool) -> Result<()> {
-    let pairs = read_pairs(pairs_file, images)?;
-    // Each distinct image is embedded once.
-    let mut distinct: Vec<&PathBuf> = pairs.iter().flat_map(|p| [&p.probe, &p.reference]).collect();
-    distinct.sort();
-    distinct.dedup();
-    let bar = ProgressBar::new(distinct.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images {per_sec} eta {eta}").expect("valid template"),
-    );
-    bar.set_message("embedding");
-    let start = std::time::Instant::now();
-    let mut descriptors: HashMap<&PathBuf, Result<facegate_core::Descriptor, String>> = HashMap::new();
-    let mut failures: HashMap<String, usize> = HashMap::new();
-    let batch = engine.config().batch_size;
-    for chunk in distinct.chunks(batch) {
-        let bytes: Vec<Result<facegate_core::ImageBytes>> = chunk.iter().map(|p| read(p)).collect();
-        let ok: Vec<&[u8]> = bytes
-            .iter()
-            .map(|b| b.as_ref().map(|b| b.as_slice()).unwrap_or(&[]))
-            .collect();
-        let result = engine.analyze(&ok, &vec![policy; ok.len()]);
-        for ((path, b), face) in chunk.iter().zip(&bytes).zip(result.items) {
-            let entry = match (b, face) {
-                (Err(e), _) => Err(format!("unreadable: {e}")),
-                (_, Ok(f)) => Ok(f.descriptor),
-                (_, Err(e)) => {
-                    *failures.entry(e.code().to_string()).or_default() += 1;
-                    Err(e.to_string())
-                }
-            };
-            descriptors.insert(path, entry);
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    let elapsed = start.elapsed().as_secs_f64();
-    // All pairs with two faces are scored in one batch (the WGSL kernel when on wgpu).
-    let present: Vec<Option<(&[f32], &[f32])>> = pairs
-        .iter()
-        .map(|p| match (&descriptors[&p.probe], &descriptors[&p.reference]) {
-            (Ok(a), Ok(b)) => Some((a.as_slice(), b.as_slice())),
-            _ => None,
-        })
-        .collect();
-    let scored: Vec<Scored> = pairs
-        .iter()
-        .zip(engine.score_where_present(&present))
-        .map(|(p, score)| Scored {
-            same: p.same,
-            score: score.map(f64::from),
-        })
-        .collect();
-    let m = metrics(&scored, engine.config().threshold as f64);
-    let failed_images = descriptors.values().filter(|d| d.is_err()).count();
-    let ftd = failed_images as f64 / distinct.len().max(1) as f64;
-    if json {
-        let v = serde_json::json!({
-            "pairs_file": pairs_file, "metrics": m, "images": distinct.len(), "failed_images": failed_images,
-            "failure_to_detect_rate": ftd, "failures_by_reason": failures, "seconds": elapsed,
-            "model": engine.model_version(), "device": engine.device_label(), "scoring": engine.scorer_label(),
-        });
-        println!("{v}");
-    } else {
-        println!(
-            "pairs:              {} ({} genuine, {} impostor)",
-            m.pairs, m.genuine, m.impostor
-        );
-        println!(
-            "accuracy @ {:.4}:   {:.2}% (failed pairs count as errors: {})",
-            m.threshold,
-            100.0 * m.accuracy,
-            m.failed_pairs
-        );
-        println!(
-            "best accuracy:      {:.2}% at threshold {:.4}",
-            100.0 * m.best_accuracy,
-            m.best_threshold
-        );
-        println!(
-            "EER:                {:.2}% at threshold {:.4}",
-            100.0 * m.eer,
-            m.eer_threshold
-        );
-        println!("TAR @ FAR 1e-2:     {:.2}%", 100.0 * m.tar_at_far_1e2);
-        println!("TAR @ FAR 1e-3:     {:.2}%", 100.0 * m.tar_at_far_1e3);
-        println!(
-            "failure to detect:  {:.2}% ({failed_images} of {} images) {failures:?}",
-            100.0 * ftd,
-            distinct.len()
-        );
-        println!(
-            "time:               {elapsed:.1} s ({:.1} ms per image) on {}",
-            1e3 * elapsed / distinct.len().max(1) as f64,
-            engine.device_label()
-        );
-        println!("scoring:            {}", engine.scorer_label());
-    }
-    Ok(())
 }

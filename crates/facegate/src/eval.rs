@@ -1,0 +1,367 @@
+//! `facegate eval`: accuracy on a pair list, an evaluation report people can look at, and a
+//! calibration file that `verify`, `serve` and `batch` read.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use facegate_core::{CalibratedPoint, Calibration, Descriptor, Rejection};
+use facegate_eval::report::{self, BucketLimits, Comparison, Inputs, Quality, Report};
+use facegate_eval::{Scored, identities, metrics, read_pairs};
+use facegate_pipeline::{Face, FacePolicy};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::EngineArgs;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Image folder (default: beside the pair file).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Face policy for both photos: dominant (largest clearly-dominant face) or single.
+    #[arg(long, default_value = "dominant")]
+    policy: String,
+    /// The whole report as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write report.md, report.json, det.svg/.png and scores.svg/.png into this folder.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Impostor scores from every pair of photos of different people (one 1:N kernel scan on
+    /// wgpu), not only the listed impostor pairs; genuine pairs stay the listed ones.
+    #[arg(long)]
+    all_pairs: bool,
+    /// Target false match rates of the operating points.
+    #[arg(long, value_delimiter = ',', default_value = "1e-2,1e-3,1e-4")]
+    target_fmr: Vec<f64>,
+    /// Write the calibrated operating points to this file (TOML) for verify/serve/batch.
+    #[arg(long)]
+    write_calibration: Option<PathBuf>,
+    /// The calibration file's default operating point.
+    #[arg(long, default_value = "fmr_1e-3")]
+    default_point: String,
+    /// Quality buckets: faces narrower than this (px) are small.
+    #[arg(long)]
+    small_face_px: Option<f32>,
+    /// Quality buckets: face crops less sharp than this are blurred.
+    #[arg(long)]
+    blur_sharpness: Option<f32>,
+    /// Quality buckets: faces turned more than this |yaw| are posed.
+    #[arg(long)]
+    pose_yaw: Option<f32>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// What the pipeline measured of a photo, or why it was refused.
+fn quality(face: &Result<Face, Rejection>) -> Quality {
+    match face {
+        Ok(f) => Quality {
+            face_px: Some(f.face.width.min(f.face.height)),
+            sharpness: Some(f.sharpness),
+            yaw: Some(f.yaw),
+            refused: None,
+        },
+        Err(r) => {
+            let mut q = Quality {
+                refused: Some(r.code().to_string()),
+                ..Quality::default()
+            };
+            match r {
+                Rejection::FaceTooSmall { size_px, .. } => q.face_px = Some(*size_px as f32),
+                Rejection::Blurred { sharpness, .. } => q.sharpness = Some(*sharpness),
+                Rejection::TurnedAway { yaw, .. } => q.yaw = Some(*yaw),
+                _ => {}
+            }
+            q
+        }
+    }
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let policy = match args.policy.as_str() {
+        "dominant" => FacePolicy::Dominant,
+        "single" => FacePolicy::Single,
+        other => bail!("unknown policy `{other}` (dominant or single)"),
+    };
+    if let Some(bad) = args.target_fmr.iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
+        bail!("--target-fmr {bad}: a rate must be in (0, 1)");
+    }
+    let engine = crate::engine(&args.engine)?;
+    let pairs = read_pairs(&args.pairs, args.images.as_deref())?;
+    let (images, people) = identities(&pairs);
+    let start = std::time::Instant::now();
+
+    // Each distinct photo is analysed once.
+    let bar = ProgressBar::new(images.len() as u64).with_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images {per_sec} eta {eta}").expect("valid template"),
+    );
+    bar.set_message("embedding");
+    let mut descriptors: Vec<Option<Descriptor>> = Vec::with_capacity(images.len());
+    let mut qualities: Vec<Quality> = Vec::with_capacity(images.len());
+    for chunk in images.chunks(engine.config().batch_size) {
+        let bytes: Vec<Result<facegate_core::ImageBytes>> = chunk.iter().map(|p| crate::read(p)).collect();
+        let ok: Vec<&[u8]> = bytes
+            .iter()
+            .map(|b| b.as_ref().map(|b| b.as_slice()).unwrap_or(&[]))
+            .collect();
+        let result = engine.analyze(&ok, &vec![policy; ok.len()]);
+        for (b, face) in bytes.iter().zip(result.items) {
+            let mut q = quality(&face);
+            if b.is_err() {
+                q = Quality {
+                    refused: Some("unreadable_file".into()),
+                    ..Quality::default()
+                };
+            }
+            qualities.push(q);
+            descriptors.push(face.ok().filter(|_| b.is_ok()).map(|f| f.descriptor));
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    // The listed pairs, scored in one batch (the WGSL pairs kernel on wgpu).
+    let index = |p: &PathBuf| images.binary_search(p).expect("listed image");
+    let listed: Vec<(usize, usize, bool)> = pairs
+        .iter()
+        .map(|p| (index(&p.probe), index(&p.reference), p.same))
+        .collect();
+    let present: Vec<Option<(&[f32], &[f32])>> = listed
+        .iter()
+        .map(|&(a, b, _)| match (&descriptors[a], &descriptors[b]) {
+            (Some(x), Some(y)) => Some((x.as_slice(), y.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let listed_scores: Vec<Comparison> = listed
+        .iter()
+        .zip(engine.score_where_present(&present))
+        .map(|(&(a, b, same), score)| Comparison {
+            a,
+            b,
+            scored: Scored {
+                same,
+                score: score.map(f64::from),
+            },
+        })
+        .collect();
+    let listed_scored: Vec<Scored> = listed_scores.iter().map(|c| c.scored).collect();
+
+    let (comparisons, impostors) = if args.all_pairs {
+        // Listed genuine pairs, and every pair of templates of different people.
+        let with_template: Vec<usize> = (0..images.len()).filter(|&i| descriptors[i].is_some()).collect();
+        let templates: Vec<&[f32]> = with_template
+            .iter()
+            .map(|&i| descriptors[i].as_ref().expect("present").as_slice())
+            .collect();
+        let matrix = engine.score_matrix(&templates);
+        let n = with_template.len();
+        let mut comparisons: Vec<Comparison> = listed_scores.iter().filter(|c| c.scored.same).copied().collect();
+        for x in 0..n {
+            for y in x + 1..n {
+                let (a, b) = (with_template[x], with_template[y]);
+                if people[a] != people[b] {
+                    comparisons.push(Comparison {
+                        a,
+                        b,
+                        scored: Scored {
+                            same: false,
+                            score: Some(f64::from(matrix[x * n + y])),
+                        },
+                    });
+                }
+            }
+        }
+        let label = format!(
+            "all-vs-all: every pair of the {n} photos with a template that show different people ({})",
+            if engine.on_gpu() {
+                "WGSL 1:N scan kernel"
+            } else {
+                "f64 on the CPU"
+            }
+        );
+        (comparisons, label)
+    } else {
+        (listed_scores, "the listed impostor pairs".to_string())
+    };
+    let limits = BucketLimits::default();
+    let limits = BucketLimits {
+        small_face_px: args.small_face_px.unwrap_or(limits.small_face_px),
+        blur_sharpness: args.blur_sharpness.unwrap_or(limits.blur_sharpness),
+        pose_yaw: args.pose_yaw.unwrap_or(limits.pose_yaw),
+    };
+    let threshold = f64::from(engine.config().threshold);
+    // Descriptors are not needed past this point.
+    drop(descriptors);
+    let report = report::build(Inputs {
+        context: report::Context {
+            pairs_file: args.pairs.display().to_string(),
+            model: engine.model_version().to_string(),
+            device: engine.device_label().to_string(),
+            scoring: engine.scorer_label(),
+            impostors,
+            seconds: start.elapsed().as_secs_f64(),
+        },
+        quality: &qualities,
+        comparisons: &comparisons,
+        pairs: metrics(&listed_scored, threshold),
+        threshold,
+        target_fmrs: &args.target_fmr,
+        limits,
+    });
+
+    if let Some(dir) = &args.report {
+        let files = facegate_report::write(&report, dir)?;
+        eprintln!("facegate: report written: {}", list(&files));
+    }
+    if let Some(path) = &args.write_calibration {
+        let calibration = calibration(&report, &args.default_point)?;
+        std::fs::write(path, calibration.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "facegate: calibration written: {} (default {}, threshold {:.4})",
+            path.display(),
+            calibration.default,
+            calibration.operating_points[&calibration.default].threshold
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(())
+}
+
+fn list(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The resolved operating points as a calibration; the default must be one of them.
+fn calibration(r: &Report, default: &str) -> Result<Calibration> {
+    let points: BTreeMap<String, CalibratedPoint> = r
+        .operating_points
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.name.clone(),
+                CalibratedPoint {
+                    threshold: f32_at_or_above(p.threshold?),
+                    fmr: p.fmr?,
+                    fnmr: p.fnmr?,
+                    frr: p.frr?,
+                },
+            ))
+        })
+        .collect();
+    if !points.contains_key(default) {
+        let needs = r.operating_points.iter().find(|p| p.name == default).map_or(
+            "is not among the --target-fmr rates".to_string(),
+            |p| {
+                format!(
+                    "needs {} impostor comparisons and there are {}; add --all-pairs or more data",
+                    p.needs_impostors,
+                    r.at_threshold.impostor - (r.at_threshold.refused - r.at_threshold.refused_genuine)
+                )
+            },
+        );
+        bail!("cannot calibrate the default operating point {default}: it {needs}");
+    }
+    let all = &r.at_threshold;
+    Ok(Calibration {
+        model: r.context.model.clone(),
+        pairs_file: r.context.pairs_file.clone(),
+        genuine_comparisons: all.genuine,
+        impostor_comparisons: all.impostor,
+        default: default.to_string(),
+        operating_points: points,
+    })
+}
+
+/// The engine compares f32 scores: round the threshold up, never down onto the impostor score
+/// it was placed just above.
+fn f32_at_or_above(t: f64) -> f32 {
+    let v = t as f32;
+    if f64::from(v) < t { v.next_up() } else { v }
+}
+
+fn print_summary(r: &Report) {
+    let m = &r.pairs;
+    let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+    println!(
+        "pairs:              {} ({} genuine, {} impostor)",
+        m.pairs, m.genuine, m.impostor
+    );
+    println!(
+        "accuracy @ {:.4}:   {} (failed pairs count as errors: {})",
+        m.threshold,
+        pct(m.accuracy),
+        m.failed_pairs
+    );
+    println!(
+        "best accuracy:      {} at threshold {:.4}",
+        pct(m.best_accuracy),
+        m.best_threshold
+    );
+    let a = &r.at_threshold;
+    println!(
+        "comparisons:        {} genuine, {} impostor ({})",
+        a.genuine, a.impostor, r.context.impostors
+    );
+    println!("EER:                {} at threshold {:.4}", pct(r.eer), r.eer_threshold);
+    println!(
+        "at {:.4}:           FMR {}, FNMR {}, FRR {}",
+        r.threshold,
+        pct(a.fmr),
+        pct(a.fnmr),
+        pct(a.frr)
+    );
+    for p in &r.operating_points {
+        match (p.threshold, p.fnmr, p.frr) {
+            (Some(t), Some(fnmr), Some(frr)) => println!(
+                "{:<19} threshold {t:.4}: FNMR {}, FRR {}",
+                format!("{}:", p.name),
+                pct(fnmr),
+                pct(frr)
+            ),
+            _ => println!(
+                "{:<19} not resolved (needs {} impostor comparisons; try --all-pairs)",
+                format!("{}:", p.name),
+                p.needs_impostors
+            ),
+        }
+    }
+    println!(
+        "failure to detect:  {} ({} of {} images) {:?}",
+        pct(r.failure_to_detect_rate),
+        r.failed_images,
+        r.images,
+        r.failures_by_reason
+    );
+    for b in &r.buckets {
+        let x = &b.at_threshold;
+        println!(
+            "bucket {:<13} {} genuine, {} impostor, {} refused: FMR {}, FRR {}",
+            b.name,
+            x.genuine,
+            x.impostor,
+            x.refused,
+            pct(x.fmr),
+            pct(x.frr)
+        );
+    }
+    println!(
+        "time:               {:.1} s ({:.1} ms per image) on {}",
+        r.context.seconds,
+        1e3 * r.context.seconds / r.images.max(1) as f64,
+        r.context.device
+    );
+    println!("scoring:            {}", r.context.scoring);
+}
