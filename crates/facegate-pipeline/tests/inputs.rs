@@ -179,4 +179,13 @@ fn gpu_and_cpu_scoring_agree() {
     assert_eq!(*c.last().unwrap(), 0.0);
     // face-a and its rotated JPEG match, face-a and face-c do not, on both.
     assert!(g[5] >= threshold && g[2] < threshold);
+    // The all-vs-all matrix (`eval --all-pairs`; the 1:N every-score kernel on wgpu) holds
+    // the same 6 × 6 scores, row by row.
+    let rows: Vec<&[f32]> = d.iter().map(|v| v.as_slice()).collect();
+    let (gm, cm) = (gpu.score_matrix(&rows), cpu.score_matrix(&rows));
+    assert_eq!((gm.len(), cm.len()), (36, 36));
+    for i in 0..36 {
+        assert!((gm[i] - c[i]).abs() <= 1e-5, "matrix {i}: gpu {} vs {}", gm[i], c[i]);
+        assert_eq!(cm[i], c[i], "matrix {i}: cpu");
+    }
 }
