@@ -28,8 +28,10 @@ fn main() {
             id.push(format!("row-{i:07}"));
             if i < real {
                 let p = &pairs[i % pairs.len()];
-                probe.push(p.probe.display().to_string());
-                reference.push(p.reference.display().to_string());
+                // Absolute, since batch resolves paths against the input's folder.
+                let abs = |p: &std::path::Path| std::path::absolute(p).expect("a path").display().to_string();
+                probe.push(abs(&p.probe));
+                reference.push(abs(&p.reference));
             } else {
                 probe.push(format!("/nonexistent/probe-{i}.jpg"));
                 reference.push(format!("/nonexistent/reference-{i}.jpg"));
