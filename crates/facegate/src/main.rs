@@ -31,7 +31,7 @@ pub struct EngineArgs {
     /// Override the match threshold (cosine similarity).
     #[arg(long, conflicts_with = "calibration")]
     threshold: Option<f32>,
-    /// Decide at a calibrated operating point (a file from `facegate eval --calibration`).
+    /// Decide at a calibrated operating point (a file from `facegate eval --write-calibration`).
     #[arg(long)]
     calibration: Option<PathBuf>,
     /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).

@@ -24,6 +24,13 @@ pub struct ServeArgs {
     /// Override `scheduler.max_delay_us`.
     #[arg(long)]
     max_delay_us: Option<u64>,
+    /// Decide at a calibrated operating point (a file from `facegate eval --write-calibration`);
+    /// overrides `engine.calibration`.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
+    #[arg(long, requires = "calibration")]
+    operating_point: Option<String>,
     /// Append JSON log lines to this file instead of standard error.
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -43,6 +50,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if let Some(d) = args.max_delay_us {
         config.scheduler.max_delay_us = d;
     }
+    if let Some(c) = args.calibration {
+        config.engine.calibration = Some(c);
+        config.engine.operating_point = args.operating_point;
+    }
     init_logs(args.log_file.as_ref())?;
     let engine = Engine::new(config.engine.clone(), args.device)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -59,6 +70,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             model = engine.model_version(),
             device = engine.device_label(),
             scorer = engine.scorer_label(),
+            threshold = engine.config().threshold,
+            operating_point = engine.config().operating_point.as_deref().unwrap_or("-"),
             max_batch = scheduler.config().max_batch,
             max_delay_us = scheduler.config().max_delay_us,
             queue_capacity = scheduler.config().queue_capacity,
