@@ -106,6 +106,29 @@ impl ScoreSets {
         }
     }
 
+    /// True-accept rate (1 − FRR) at [`Self::threshold_at_fmr`].
+    pub fn tar_at_fmr(&self, fmr: f64) -> f64 {
+        1.0 - self.frr(self.threshold_at_fmr(fmr))
+    }
+
+    /// The threshold with the best accuracy over all comparisons (refused ones are errors),
+    /// at midpoints between neighbouring scores, and that accuracy.
+    pub fn best_accuracy(&self) -> (f64, f64) {
+        let mut scores: Vec<f64> = self.genuine.iter().chain(&self.impostor).copied().collect();
+        scores.sort_by(f64::total_cmp);
+        scores.dedup();
+        let mut candidates = vec![scores.first().copied().unwrap_or(0.0) - 1e-6];
+        candidates.extend(scores.windows(2).map(|w| (w[0] + w[1]) / 2.0));
+        candidates.push(scores.last().copied().unwrap_or(0.0) + 1e-6);
+        let (genuine, impostor) = self.counts();
+        let n = (genuine + impostor).max(1) as f64;
+        let (g, i) = (self.genuine.len() as f64, self.impostor.len() as f64);
+        candidates
+            .into_iter()
+            .map(|t| (t, (g * (1.0 - self.fnmr(t)) + i * (1.0 - self.fmr(t))) / n))
+            .fold((0.0, -1.0), |best, c| if c.1 > best.1 + 1e-12 { c } else { best })
+    }
+
     /// Equal error rate over templates: at the score threshold where FMR and FNMR are
     /// closest, their mean, and that threshold (the lowest on ties).
     pub fn eer(&self) -> (f64, f64) {
@@ -172,22 +195,7 @@ pub fn accuracy(scored: &[Scored], threshold: f64) -> f64 {
 
 /// The threshold with the best accuracy (the midpoint between the two scores it falls between).
 pub fn best_threshold(scored: &[Scored]) -> (f64, f64) {
-    let sets = ScoreSets::new(scored);
-    let mut scores: Vec<f64> = sets.genuine().iter().chain(sets.impostor()).copied().collect();
-    scores.sort_by(f64::total_cmp);
-    scores.dedup();
-    let mut candidates = vec![scores.first().copied().unwrap_or(0.0) - 1e-6];
-    candidates.extend(scores.windows(2).map(|w| (w[0] + w[1]) / 2.0));
-    candidates.push(scores.last().copied().unwrap_or(0.0) + 1e-6);
-    let n = scored.len().max(1) as f64;
-    let (genuine, impostor) = (sets.genuine().len() as f64, sets.impostor().len() as f64);
-    candidates
-        .into_iter()
-        .map(|t| {
-            let correct = genuine * (1.0 - sets.fnmr(t)) + impostor * (1.0 - sets.fmr(t));
-            (t, correct / n)
-        })
-        .fold((0.0, -1.0), |best, c| if c.1 > best.1 + 1e-12 { c } else { best })
+    ScoreSets::new(scored).best_accuracy()
 }
 
 /// False-accept and false-reject rates at `threshold`, over pairs that were scored.
@@ -204,13 +212,14 @@ pub fn eer(scored: &[Scored]) -> (f64, f64) {
 /// True-accept rate (1 − FRR) at the smallest threshold whose FAR is at most `far`; genuine
 /// pairs that failed count as rejections.
 pub fn tar_at_far(scored: &[Scored], far: f64) -> f64 {
-    let sets = ScoreSets::new(scored);
-    1.0 - sets.frr(sets.threshold_at_fmr(far))
+    ScoreSets::new(scored).tar_at_fmr(far)
 }
 
 pub fn metrics(scored: &[Scored], threshold: f64) -> Metrics {
-    let (best_threshold, best_accuracy) = best_threshold(scored);
-    let (eer, eer_threshold) = eer(scored);
+    // One sort serves every figure.
+    let sets = ScoreSets::new(scored);
+    let (best_threshold, best_accuracy) = sets.best_accuracy();
+    let (eer, eer_threshold) = sets.eer();
     Metrics {
         pairs: scored.len(),
         genuine: scored.iter().filter(|s| s.same).count(),
@@ -222,8 +231,8 @@ pub fn metrics(scored: &[Scored], threshold: f64) -> Metrics {
         best_accuracy,
         eer,
         eer_threshold,
-        tar_at_far_1e2: tar_at_far(scored, 1e-2),
-        tar_at_far_1e3: tar_at_far(scored, 1e-3),
+        tar_at_far_1e2: sets.tar_at_fmr(1e-2),
+        tar_at_far_1e3: sets.tar_at_fmr(1e-3),
     }
 }
 

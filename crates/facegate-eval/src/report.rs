@@ -135,6 +135,12 @@ pub struct Rates {
 }
 
 impl Rates {
+    /// Comparisons where both photos gave a template (what FMR, FNMR and the DET curve are over).
+    pub fn templates(&self) -> (usize, usize) {
+        let refused_impostor = self.refused - self.refused_genuine;
+        (self.genuine - self.refused_genuine, self.impostor - refused_impostor)
+    }
+
     fn at(sets: &ScoreSets, t: f64) -> Self {
         let (genuine, impostor) = sets.counts();
         Self {

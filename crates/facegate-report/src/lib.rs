@@ -101,8 +101,7 @@ fn draw_det<B: DrawingBackend>(root: Area<B>, r: &Report) -> Result<(), String> 
         .expect("the all bucket")
         .at_threshold;
     // The curve is over templates: comparisons with a refused photo are not on it.
-    let genuine = all.genuine - all.refused_genuine;
-    let impostor = all.impostor - (all.refused - all.refused_genuine);
+    let (genuine, impostor) = all.templates();
     // Rates of zero cannot sit on a log axis: the axes start half a comparison below the
     // smallest measurable rate, and zeros are drawn there.
     let x_lo = decade(0.5 / (impostor.max(1) as f64)).min(1e-2);

@@ -55,6 +55,16 @@ impl Schemas {
     }
 }
 
+/// POST a multipart (probe, reference) pair with the test key.
+async fn post_pair(http: &reqwest::Client, url: &str, probe: &[u8], reference: &[u8]) -> reqwest::Response {
+    http.post(url)
+        .bearer_auth(KEY)
+        .multipart(multipart(probe, reference))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn multipart(probe: &[u8], reference: &[u8]) -> reqwest::multipart::Form {
     reqwest::multipart::Form::new()
         .part("probe", reqwest::multipart::Part::bytes(probe.to_vec()).file_name("p"))
@@ -77,13 +87,7 @@ async fn verify_answers_equal_the_engine_and_match_the_schema() {
         ("no-face.png", "face-a.png"),
     ] {
         let want = direct.verify(&[(&bytes(p), &bytes(r))]).remove(0);
-        let by_form = http
-            .post(&url)
-            .bearer_auth(KEY)
-            .multipart(multipart(&bytes(p), &bytes(r)))
-            .send()
-            .await
-            .unwrap();
+        let by_form = post_pair(&http, &url, &bytes(p), &bytes(r)).await;
         assert_eq!(by_form.status(), StatusCode::OK);
         assert!(by_form.headers().contains_key("x-request-id"));
         let by_form: Value = by_form.json().await.unwrap();
@@ -234,13 +238,7 @@ async fn bad_requests_get_typed_errors() {
 
     // Bytes that are not an image are a verification answer, not a transport error: the
     // person is told which photo to retake.
-    let resp = http
-        .post(&url)
-        .bearer_auth(KEY)
-        .multipart(multipart(b"GIF89a this is no face", &face))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_pair(&http, &url, b"GIF89a this is no face", &face).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let v: Value = resp.json().await.unwrap();
     schemas.check("VerifyResponse", &v);
@@ -249,13 +247,7 @@ async fn bad_requests_get_typed_errors() {
     assert_eq!(v["reasons"][0]["code"], "unsupported_format");
 
     // The service is still up and answering.
-    let ok = http
-        .post(&url)
-        .bearer_auth(KEY)
-        .multipart(multipart(&face, &face))
-        .send()
-        .await
-        .unwrap();
+    let ok = post_pair(&http, &url, &face, &face).await;
     assert_eq!(ok.status(), StatusCode::OK);
     service.shutdown().await;
 }
@@ -352,13 +344,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_metrics_count_it() {
         .map(|_| {
             let (http, url, a, b) = (http.clone(), url.clone(), a.clone(), b.clone());
             tokio::spawn(async move {
-                let resp = http
-                    .post(&url)
-                    .bearer_auth(KEY)
-                    .multipart(multipart(&a, &b))
-                    .send()
-                    .await
-                    .unwrap();
+                let resp = post_pair(&http, &url, &a, &b).await;
                 let retry = resp
                     .headers()
                     .get("retry-after")

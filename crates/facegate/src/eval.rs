@@ -110,15 +110,18 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             .collect();
         let result = engine.analyze(&ok, &vec![policy; ok.len()]);
         for (b, face) in bytes.iter().zip(result.items) {
-            let mut q = quality(&face);
-            if b.is_err() {
-                q = Quality {
-                    refused: Some("unreadable_file".into()),
-                    ..Quality::default()
-                };
-            }
+            let (q, descriptor) = match (b, face) {
+                (Err(_), _) => (
+                    Quality {
+                        refused: Some("unreadable_file".into()),
+                        ..Quality::default()
+                    },
+                    None,
+                ),
+                (Ok(_), face) => (quality(&face), face.ok().map(|f| f.descriptor)),
+            };
             qualities.push(q);
-            descriptors.push(face.ok().filter(|_| b.is_ok()).map(|f| f.descriptor));
+            descriptors.push(descriptor);
         }
         bar.inc(chunk.len() as u64);
     }
@@ -268,7 +271,7 @@ fn calibration(r: &Report, default: &str) -> Result<Calibration> {
                 format!(
                     "needs {} impostor comparisons and there are {}; add --all-pairs or more data",
                     p.needs_impostors,
-                    r.at_threshold.impostor - (r.at_threshold.refused - r.at_threshold.refused_genuine)
+                    r.at_threshold.templates().1
                 )
             },
         );
