@@ -8,9 +8,13 @@
 #   cargo build --release -p facegate-kernels --bin facegate-matcher-bench
 #   mkdir -p .gl/bin && strip -o .gl/bin/facegate-matcher-bench target/release/facegate-matcher-bench
 #   # on the GPU machine (Vulkan loader from .gl/*.deb as in /work/.library/device/README.md):
-#   benches/gpu/run.sh .gl/bin/facegate-matcher-bench
+#   benches/gpu/run.sh .gl/bin/facegate-matcher-bench [.gl/bin/resident]
+# The optional second binary is the in-place scoring bench (benches/resident.rs: burn and the
+# matcher on one device), built with `cargo bench -p facegate-pipeline --bench resident --no-run`
+# (it prints the executable's path) and stripped the same way.
 set -euo pipefail
 BIN=${1:-target/release/facegate-matcher-bench}
+RESIDENT=${2:-}
 OUT=${OUT:-$(mktemp -d)}
 DATA="$OUT/data"
 mkdir -p "$DATA"
@@ -19,6 +23,9 @@ date -u +"date: %Y-%m-%dT%H:%MZ"
 "$BIN" --dump "$DATA" | tee "$OUT/facegate.jsonl"
 python3 "$(dirname "$0")/torch_reference.py" "$DATA" | tee "$OUT/torch.jsonl"
 rm -rf "$DATA"
+if [ -n "$RESIDENT" ]; then
+    "$RESIDENT" --bench --noplot 2>&1 | grep -E "^verify_scoring|time:" | tee "$OUT/resident.txt"
+fi
 python3 - "$OUT/facegate.jsonl" "$OUT/torch.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for f in sys.argv[1:] for l in open(f) if l.startswith("{")]

@@ -3,10 +3,10 @@
 //! storage and f32 accumulation, normalisation fused in.
 //!
 //! The kernels run on a plain `wgpu::Device`: [`Matcher::new`] opens one on the best adapter
-//! with the adapter's real limits, and [`Matcher::with_device`] takes an existing one, e.g. the
-//! device handed to burn with `burn::backend::wgpu::init_device`, so that the matcher and the
-//! networks share one GPU context. [`reference`] holds the f64 CPU definitions the kernels are
-//! tested against.
+//! with the adapter's real limits, and [`Matcher::with_device`] takes an existing one. The
+//! pipeline hands it the device and queue burn's wgpu runtime runs on, so
+//! [`Matcher::pairs_resident`] scores the descriptors in the very buffers the network wrote.
+//! [`reference`] holds the f64 CPU definitions the kernels are tested against.
 
 pub mod reference;
 
@@ -76,6 +76,8 @@ pub enum KernelError {
     Length { what: &'static str, len: usize, dim: usize },
     #[error("probes and references differ in count ({0} vs {1})")]
     PairCount(usize, usize),
+    #[error("pair ({a}, {b}) names a row past the {rows} rows bound")]
+    Row { a: u32, b: u32, rows: usize },
     #[error("k must be in 1..={MAX_K}, got {0}")]
     K(usize),
     #[error("{0} does not fit the device's limits")]
@@ -125,6 +127,7 @@ struct MergeParams {
 struct Pipelines {
     pairs_f32: wgpu::ComputePipeline,
     pairs_f16: wgpu::ComputePipeline,
+    pairs_rows_f32: wgpu::ComputePipeline,
     gallery_f32: wgpu::ComputePipeline,
     gallery_f16: wgpu::ComputePipeline,
     scores_f32: wgpu::ComputePipeline,
@@ -176,19 +179,21 @@ impl Matcher {
                 source: wgpu::ShaderSource::Wgsl(parts.concat().into()),
             })
         };
-        let pipeline = |name: &str, parts: &[&str]| {
+        let entry = |name: &str, parts: &[&str], entry_point: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(name),
                 layout: None,
                 module: &module(name, parts),
-                entry_point: Some("main"),
+                entry_point: Some(entry_point),
                 compilation_options: Default::default(),
                 cache: None,
             })
         };
+        let pipeline = |name: &str, parts: &[&str]| entry(name, parts, "main");
         let pipelines = Pipelines {
             pairs_f32: pipeline("pairs_f32", &[STORAGE_F32, PAIRS]),
             pairs_f16: pipeline("pairs_f16", &[STORAGE_F16, PAIRS]),
+            pairs_rows_f32: entry("pairs_rows_f32", &[STORAGE_F32, PAIRS], "main_rows"),
             gallery_f32: pipeline("gallery_f32", &[STORAGE_F32, TOPK_COMMON, GALLERY_SCAN, GALLERY_TOPK]),
             gallery_f16: pipeline("gallery_f16", &[STORAGE_F16, TOPK_COMMON, GALLERY_SCAN, GALLERY_TOPK]),
             scores_f32: pipeline("scores_f32", &[STORAGE_F32, GALLERY_SCAN, GALLERY_SCORES]),
@@ -219,6 +224,15 @@ impl Matcher {
 
     pub fn max_binding(&self) -> u64 {
         self.max_binding
+    }
+
+    /// The device the kernels were compiled for (to place buffers for [`Self::pairs_resident`]).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
     }
 
     /// Cosine similarity of each (probes[i], references[i]) pair; 0 where either is zero.
@@ -273,9 +287,70 @@ impl Matcher {
 
     /// Score resident pairs: one dispatch, and only the scores come back.
     pub fn score(&self, batch: &PairsBatch) -> Result<Vec<f32>, KernelError> {
-        let n = batch.n;
+        let pipeline = match batch.storage {
+            Storage::F32 => &self.pipelines.pairs_f32,
+            Storage::F16 => &self.pipelines.pairs_f16,
+        };
+        let inputs = vec![batch.a.as_entire_binding(), batch.b.as_entire_binding()];
+        self.score_pairs(pipeline, inputs, None, batch.n, batch.dim)
+    }
+
+    /// Cosine similarity of rows `[a, b]` of a row-major `[rows, dim]` f32 matrix that
+    /// already sits in a buffer of this device, such as a network's output: the kernel reads
+    /// the rows where they lie, and only the scores (and the row numbers, going up) cross to
+    /// and from the host. The caller must have submitted the work that writes the matrix
+    /// (queue order does the rest).
+    pub fn pairs_resident(
+        &self,
+        matrix: wgpu::BufferBinding,
+        dim: usize,
+        pairs: &[[u32; 2]],
+    ) -> Result<Vec<f32>, KernelError> {
+        check_dim(dim)?;
+        let n = pairs.len();
         if n == 0 {
             return Ok(Vec::new());
+        }
+        let bytes = matrix
+            .size
+            .map_or(matrix.buffer.size().saturating_sub(matrix.offset), |s| s.get());
+        if bytes > self.max_binding || n * 8 > self.max_binding as usize {
+            return Err(KernelError::TooLarge(format!(
+                "{n} pairs of a {bytes}-byte matrix in one binding"
+            )));
+        }
+        let rows = bytes as usize / (dim * 4);
+        if let Some(&[a, b]) = pairs.iter().find(|p| p.iter().any(|&r| r as usize >= rows)) {
+            return Err(KernelError::Row { a, b, rows });
+        }
+        let index = self.storage_buffer("rows", bytemuck::cast_slice(pairs));
+        let (a, b) = (
+            wgpu::BindingResource::Buffer(matrix.clone()),
+            wgpu::BindingResource::Buffer(matrix),
+        );
+        self.score_pairs(
+            &self.pipelines.pairs_rows_f32,
+            vec![a, b],
+            Some(index.as_entire_binding()),
+            n,
+            dim,
+        )
+    }
+
+    /// One dispatch of a pairs pipeline over `n` pairs, bindings 0 and 1 given; the scores.
+    fn score_pairs(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        inputs: Vec<wgpu::BindingResource>,
+        rows: Option<wgpu::BindingResource>,
+        n: usize,
+        dim: usize,
+    ) -> Result<Vec<f32>, KernelError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if n > MAX_GROUPS * MAX_GROUPS * PAIRS_PER_GROUP {
+            return Err(KernelError::TooLarge(format!("{n} pairs in one dispatch")));
         }
         let out = self.output_buffer("scores", n * 4);
         let groups = n.div_ceil(PAIRS_PER_GROUP);
@@ -283,21 +358,15 @@ impl Matcher {
         let groups_y = groups.div_ceil(groups_x);
         let params = self.uniform(&PairsParams {
             n: n as u32,
-            dim4: (batch.dim / 4) as u32,
+            dim4: (dim / 4) as u32,
             groups_x: groups_x as u32,
             _pad: 0,
         });
-        let pipeline = match batch.storage {
-            Storage::F32 => &self.pipelines.pairs_f32,
-            Storage::F16 => &self.pipelines.pairs_f16,
-        };
+        let mut resources = inputs;
+        resources.extend([out.as_entire_binding(), params.as_entire_binding()]);
+        resources.extend(rows);
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.dispatch(
-            &mut encoder,
-            pipeline,
-            &[&batch.a, &batch.b, &out, &params],
-            (groups_x as u32, groups_y as u32),
-        );
+        self.dispatch_bound(&mut encoder, pipeline, resources, (groups_x as u32, groups_y as u32));
         let [bytes] = self.read(encoder, [(&out, n * 4)])?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
@@ -496,14 +565,26 @@ impl Matcher {
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) {
+        let resources = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        self.dispatch_bound(encoder, pipeline, resources, groups);
+    }
+
+    /// One dispatch with `resources` bound in order as bindings 0, 1, ….
+    fn dispatch_bound(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        resources: Vec<wgpu::BindingResource>,
         (x, y): (u32, u32),
     ) {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
+        let entries: Vec<wgpu::BindGroupEntry> = resources
+            .into_iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+            .map(|(i, resource)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource,
             })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

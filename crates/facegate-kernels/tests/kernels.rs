@@ -291,3 +291,55 @@ fn bad_arguments_are_typed_errors() {
     let wide = Gallery::upload(&narrow, &[1.0; 1100 * 4], 4, Storage::F32).unwrap();
     assert!(matches!(narrow.scores(&[1.0; 4], &wide), Err(KernelError::TooLarge(_))));
 }
+
+/// Rows already on the device (as burn leaves descriptors) are scored where they lie: a matrix
+/// bound at an offset inside a larger buffer whose other bytes are NaN, pairs naming its rows in
+/// any order (repeats too), so reading outside the bound range, or the wrong row, shows.
+#[test]
+fn resident_rows_are_scored_in_place() {
+    use wgpu::util::DeviceExt;
+    let Some(m) = matcher() else { return };
+    let align = m.device().limits().min_storage_buffer_offset_alignment as usize;
+    for (rows, dim) in [(1, 4), (37, 128), (5, 1024)] {
+        let mut matrix = reference::sample(rows, dim, rows as u64);
+        matrix[(rows - 1) * dim..].fill(0.0); // a zero vector scores 0, not NaN
+        let bytes = rows * dim * 4;
+        // [NaN | matrix | NaN], the matrix on the offset alignment.
+        let mut contents = vec![f32::NAN; (align + bytes) / 4 + 64];
+        contents[align / 4..align / 4 + matrix.len()].copy_from_slice(&matrix);
+        let buffer = m.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("resident"),
+            contents: bytemuck::cast_slice(&contents),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let binding = |bytes: usize| wgpu::BufferBinding {
+            buffer: &buffer,
+            offset: align as u64,
+            size: std::num::NonZeroU64::new(bytes as u64),
+        };
+        let r = rows as u32;
+        let pairs: Vec<[u32; 2]> = (0..2 * r + 3).map(|i| [(i * 7) % r, (i * 3 + 1) % r]).collect();
+        let got = m.pairs_resident(binding(bytes), dim, &pairs).unwrap();
+        assert_eq!(got.len(), pairs.len());
+        let row = |i: u32| &matrix[i as usize * dim..(i as usize + 1) * dim];
+        for (k, (&[a, b], g)) in pairs.iter().zip(&got).enumerate() {
+            let want = reference::pairs(row(a), row(b), dim)[0];
+            assert!(
+                (*g as f64 - want).abs() <= F32_TOL,
+                "pair {k} ({a}, {b}) of {rows}×{dim}: {g} vs {want}"
+            );
+            if a == r - 1 || b == r - 1 {
+                assert_eq!(*g, 0.0);
+            }
+        }
+        // A row past the binding is refused, not read.
+        assert!(matches!(
+            m.pairs_resident(binding(bytes - 4), dim, &[[0, r - 1]]),
+            Err(KernelError::Row { .. })
+        ));
+        assert!(matches!(
+            m.pairs_resident(binding(bytes), dim, &[[r, 0]]),
+            Err(KernelError::Row { .. })
+        ));
+    }
+}

@@ -1,7 +1,8 @@
 //! Choosing where the networks run.
 
+use std::sync::OnceLock;
+
 use burn::prelude::Device;
-use burn::tensor::DeviceKind;
 use burn::tensor::wgpu::wgpu;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,8 +33,19 @@ impl std::str::FromStr for DeviceChoice {
 pub struct SelectedDevice {
     pub device: Device,
     pub label: String,
-    /// The networks run on wgpu (so scoring runs there too).
-    pub wgpu: bool,
+    /// The wgpu device and queue burn's runtime runs on, when the networks run on wgpu (so
+    /// scoring runs there too, on the same device).
+    pub wgpu: Option<SharedWgpu>,
+}
+
+/// The wgpu handles burn's runtime was brought up on, shared with the WGSL matcher: one
+/// device and one queue, so the kernels bind the very buffers the network wrote, and queue
+/// order (not a host round trip) makes the network's writes visible to them.
+#[derive(Debug, Clone)]
+pub struct SharedWgpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: wgpu::AdapterInfo,
 }
 
 /// The adapters wgpu can see: (name, device type, backend).
@@ -45,37 +57,52 @@ pub fn wgpu_adapters() -> Vec<wgpu::AdapterInfo> {
         .collect()
 }
 
+/// burn's wgpu runtime, brought up once per process (a runtime cannot be initialised twice):
+/// burn acquires the adapter and device itself, with the features and limits its compiler
+/// wants, and hands back the handles for our kernels. The same registration `init_device`
+/// makes, the other way round, so there is one place that decides the device's features.
+fn shared_runtime() -> Result<(Device, SharedWgpu), String> {
+    static RUNTIME: OnceLock<Result<(Device, SharedWgpu), String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let (device, setup) = Device::wgpu_options()
+                .init_with_setup()
+                .map_err(|e| format!("bringing up burn's wgpu runtime: {e}"))?;
+            Ok((
+                device,
+                SharedWgpu {
+                    adapter: setup.adapter.get_info(),
+                    device: setup.device,
+                    queue: setup.queue,
+                },
+            ))
+        })
+        .clone()
+}
+
 pub fn select(choice: DeviceChoice) -> Result<SelectedDevice, String> {
-    let adapters = || wgpu_adapters();
-    let describe = |a: &wgpu::AdapterInfo| format!("wgpu: {} ({:?}, {:?})", a.name, a.device_type, a.backend);
+    let wgpu = || -> Result<SelectedDevice, String> {
+        let (device, shared) = shared_runtime()?;
+        let a = &shared.adapter;
+        Ok(SelectedDevice {
+            device,
+            label: format!("wgpu: {} ({:?}, {:?})", a.name, a.device_type, a.backend),
+            wgpu: Some(shared),
+        })
+    };
     match choice {
         DeviceChoice::Cpu => Ok(SelectedDevice {
             device: Device::flex(),
             label: "cpu (burn flex)".into(),
-            wgpu: false,
+            wgpu: None,
         }),
-        DeviceChoice::Gpu => {
-            let all = adapters();
-            // Prefer real hardware, but accept a software adapter (lavapipe) when asked for wgpu.
-            let best = all
-                .iter()
-                .find(|a| is_hardware(a))
-                .or_else(|| all.first())
-                .ok_or("no wgpu adapter found (install a Vulkan driver, e.g. mesa-vulkan-drivers)")?;
-            Ok(SelectedDevice {
-                device: Device::wgpu(DeviceKind::DefaultDevice),
-                label: describe(best),
-                wgpu: true,
-            })
+        // burn's default adapter prefers real hardware and accepts a software one (lavapipe).
+        DeviceChoice::Gpu if wgpu_adapters().is_empty() => {
+            Err("no wgpu adapter found (install a Vulkan driver, e.g. mesa-vulkan-drivers)".into())
         }
-        DeviceChoice::Auto => match adapters().iter().find(|a| is_hardware(a)) {
-            Some(a) => Ok(SelectedDevice {
-                device: Device::wgpu(DeviceKind::DefaultDevice),
-                label: describe(a),
-                wgpu: true,
-            }),
-            None => select(DeviceChoice::Cpu),
-        },
+        DeviceChoice::Gpu => wgpu(),
+        DeviceChoice::Auto if wgpu_adapters().iter().any(is_hardware) => wgpu(),
+        DeviceChoice::Auto => select(DeviceChoice::Cpu),
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every stage works on a batch (one network call per stage per batch); a single photo is a
 //! batch of one. A photo that fails any stage fails alone, with a typed [`Rejection`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use burn::prelude::*;
@@ -66,6 +67,8 @@ pub struct Engine {
     device: SelectedDevice,
     /// The WGSL pairs kernel, when the networks run on wgpu; `None` scores on the CPU.
     matcher: Option<Matcher>,
+    /// Batches the kernel failed to score, scored on the host instead (see [`Self::scoring_fallbacks`]).
+    fallbacks: AtomicU64,
 }
 
 /// A (probe, reference) pair after decoding: each photo, or why it could not be decoded.
@@ -181,23 +184,24 @@ impl Engine {
             LandmarkVariant::Tiny
         };
         let models = FaceModels::embedded(variant, &device.device)?;
-        let matcher = if device.wgpu {
-            Some(Matcher::new().map_err(|e| EngineError::Device(e.to_string()))?)
-        } else {
-            None
-        };
+        // The matcher compiles its kernels for the device and queue burn runs on.
+        let matcher = device
+            .wgpu
+            .as_ref()
+            .map(|w| Matcher::with_device(w.device.clone(), w.queue.clone(), device.label.clone()));
         Ok(Self {
             models,
             config,
             device,
             matcher,
+            fallbacks: AtomicU64::new(0),
         })
     }
 
     /// Where similarity scores are computed.
     pub fn scorer_label(&self) -> String {
         match &self.matcher {
-            Some(m) => format!("wgsl pairs kernel on {}", m.label()),
+            Some(m) => format!("wgsl pairs kernel on burn's device, {}", m.label()),
             None => "cpu".into(),
         }
     }
@@ -215,8 +219,9 @@ impl Engine {
             probes.zeroize();
             references.zeroize();
             // A kernel failure (device lost, limits) falls back to the CPU for this batch.
-            if let Ok(scores) = scores {
-                return scores;
+            match scores {
+                Ok(scores) => return scores,
+                Err(_) => self.fell_back(),
             }
         }
         pairs.iter().map(|(a, b)| cosine_similarity(a, b)).collect()
@@ -240,8 +245,9 @@ impl Engine {
             let mut flat: Vec<f32> = templates.iter().flat_map(|t| t.iter().copied()).collect();
             let scores = Gallery::upload(m, &flat, dim, Storage::F32).and_then(|g| m.scores(&flat, &g));
             flat.zeroize();
-            if let Ok(scores) = scores {
-                return scores;
+            match scores {
+                Ok(scores) => return scores,
+                Err(_) => self.fell_back(),
             }
         }
         templates
@@ -250,13 +256,24 @@ impl Engine {
             .collect()
     }
 
+    /// How many batches the WGSL kernels failed to score on wgpu (device lost, limits), so
+    /// that the f64 formula on the host scored them instead. Decisions stay right either way;
+    /// a count above 0 means the GPU path is not doing its job.
+    pub fn scoring_fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    fn fell_back(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// Whether the networks run on wgpu (a GPU, or lavapipe) rather than the CPU backend.
     pub fn on_gpu(&self) -> bool {
-        self.device.wgpu
+        self.device.wgpu.is_some()
     }
 
     pub fn device_label(&self) -> &str {
@@ -397,24 +414,15 @@ impl Engine {
 
     /// Descriptors for 150×150 planar RGB crops, one network call.
     pub fn embed_crops(&self, crops: Vec<f32>) -> Vec<Descriptor> {
+        self.embed(crops).map_or_else(Vec::new, to_host)
+    }
+
+    /// The recognition network's output for 150×150 planar RGB crops, `[n, 128]`, left on the
+    /// device; `None` for no crops.
+    fn embed(&self, crops: Vec<f32>) -> Option<Tensor<2>> {
         let size = recognition::INPUT_SIZE;
         let n = crops.len() / (3 * size * size);
-        if n == 0 {
-            return Vec::new();
-        }
-        let mut out: Vec<f32> = self
-            .models
-            .recognition
-            .forward(self.batch(crops, n, size))
-            .into_data()
-            .try_to_vec()
-            .expect("f32 descriptors");
-        let descriptors = out
-            .chunks_exact(recognition::DESCRIPTOR_LEN)
-            .map(|d| Descriptor::new(d.to_vec()))
-            .collect();
-        out.zeroize();
-        descriptors
+        (n > 0).then(|| self.models.recognition.forward(self.batch(crops, n, size)))
     }
 
     /// The recognition crop for a face: face-api's padded landmark box, or the dlib-style chip.
@@ -436,6 +444,25 @@ impl Engine {
 
     /// Landmarks, alignment and descriptors for given faces.
     pub fn describe(&self, items: &[(&RgbImage, FaceBox)], timings: &mut Timings) -> Vec<Option<Face>> {
+        let (measured, embeddings) = self.measure(items, timings);
+        let mut descriptors: Vec<_> = embeddings
+            .map_or_else(Vec::new, to_host)
+            .into_iter()
+            .map(Some)
+            .collect();
+        measured
+            .into_iter()
+            .map(|m| m.map(|m| m.into_face(&mut descriptors)))
+            .collect()
+    }
+
+    /// Landmarks, alignment, quality measures and one network call for the descriptors, which
+    /// stay on the device: face `i`'s descriptor is row `measured[i].row` of the embeddings.
+    fn measure(
+        &self,
+        items: &[(&RgbImage, FaceBox)],
+        timings: &mut Timings,
+    ) -> (Vec<Option<Measured>>, Option<Tensor<2>>) {
         let t = Instant::now();
         let marks = self.landmarks(items);
         timings.landmarks_ms += ms(t);
@@ -443,7 +470,8 @@ impl Engine {
         let size = recognition::INPUT_SIZE;
         let plane = 3 * size * size;
         let mut crops = Vec::new();
-        let mut prepared = Vec::new();
+        let mut out: Vec<Option<Measured>> = vec![None; items.len()];
+        let mut row = 0;
         for (i, m) in marks.into_iter().enumerate() {
             let Some((points, landmark_crop)) = m else { continue };
             // Write each crop straight into the batch buffer; drop it again if alignment fails.
@@ -453,23 +481,19 @@ impl Engine {
                 crops.truncate(start);
                 continue;
             };
-            let sharpness = imageops::laplacian_variance(&crops[start..], size);
-            prepared.push((i, points, aligned, sharpness));
-        }
-        let descriptors = self.embed_crops(crops);
-        timings.embed_ms += ms(t);
-        let mut out: Vec<Option<Face>> = vec![None; items.len()];
-        for ((i, points, aligned, sharpness), descriptor) in prepared.into_iter().zip(descriptors) {
-            out[i] = Some(Face {
+            out[i] = Some(Measured {
                 face: items[i].1,
                 yaw: yaw(&points),
                 landmarks: points.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
                 aligned,
-                descriptor,
-                sharpness,
+                sharpness: imageops::laplacian_variance(&crops[start..], size),
+                row,
             });
+            row += 1;
         }
-        out
+        let embeddings = self.embed(crops);
+        timings.embed_ms += ms(t);
+        (out, embeddings)
     }
 
     /// Decode, detect, choose the face per policy, check quality, and describe it.
@@ -502,10 +526,36 @@ impl Engine {
         decoded: &[Result<&RgbImage, &Rejection>],
         policies: &[FacePolicy],
     ) -> BatchResult<Result<Face, Rejection>> {
+        let start = Instant::now();
+        let (measured, embeddings, mut timings) = self.analyze_on_device(decoded, policies);
+        let t = Instant::now();
+        let mut descriptors: Vec<_> = embeddings
+            .map_or_else(Vec::new, to_host)
+            .into_iter()
+            .map(Some)
+            .collect();
+        timings.embed_ms += ms(t);
+        let items = measured
+            .into_iter()
+            .map(|m| m.map(|m| m.into_face(&mut descriptors)))
+            .collect();
+        timings.total_ms = ms(start);
+        BatchResult { items, timings }
+    }
+
+    /// Detection, the face policy, landmarks, quality checks and the recognition network, a
+    /// batch at a time; the descriptors of every accepted face stay on the device, one row each.
+    fn analyze_on_device(
+        &self,
+        decoded: &[Result<&RgbImage, &Rejection>],
+        policies: &[FacePolicy],
+    ) -> (Vec<Result<Measured, Rejection>>, Option<Tensor<2>>, Timings) {
         assert_eq!(decoded.len(), policies.len());
         let mut timings = Timings::default();
         let start = Instant::now();
-        let mut items: Vec<Result<Face, Rejection>> = Vec::with_capacity(decoded.len());
+        let mut items: Vec<Result<Measured, Rejection>> = Vec::with_capacity(decoded.len());
+        let mut embeddings = Vec::new();
+        let mut rows = 0;
         for (chunk, pols) in decoded
             .chunks(self.config.batch_size)
             .zip(policies.chunks(self.config.batch_size))
@@ -530,17 +580,26 @@ impl Engine {
                 .iter()
                 .map(|&i| (*chunk[i].as_ref().unwrap(), *chosen[i].as_ref().unwrap()))
                 .collect();
-            // `described` follows the order of the chosen faces.
-            let mut described = self.describe(&faces_in, &mut timings).into_iter();
+            // `measured` follows the order of the chosen faces; rows continue across batches.
+            let (measured, batch_embeddings) = self.measure(&faces_in, &mut timings);
+            let mut measured = measured.into_iter();
             items.extend(chosen.into_iter().map(|c| {
-                c.and_then(|_| match described.next().flatten() {
+                c.and_then(|_| match measured.next().flatten() {
                     None => Err(Rejection::NoFace),
-                    Some(face) => self.check_quality(&face).map(|()| face),
+                    Some(mut face) => self.check_quality(&face).map(|()| {
+                        face.row += rows;
+                        face
+                    }),
                 })
             }));
+            if let Some(e) = batch_embeddings {
+                rows += e.dims()[0];
+                embeddings.push(e);
+            }
         }
+        let embeddings = (!embeddings.is_empty()).then(|| Tensor::cat(embeddings, 0));
         timings.total_ms = ms(start);
-        BatchResult { items, timings }
+        (items, embeddings, timings)
     }
 
     fn choose(&self, faces: &[FaceBox], policy: FacePolicy, img_w: u32, img_h: u32) -> Result<FaceBox, Rejection> {
@@ -576,7 +635,7 @@ impl Engine {
         Ok(face)
     }
 
-    fn check_quality(&self, face: &Face) -> Result<(), Rejection> {
+    fn check_quality(&self, face: &Measured) -> Result<(), Rejection> {
         let c = &self.config;
         if c.max_yaw > 0.0 && face.yaw.abs() > c.max_yaw {
             return Err(Rejection::TurnedAway {
@@ -610,6 +669,9 @@ impl Engine {
 
     /// [`Self::verify`] for decoded photos; each answer carries its share of the batch's stage
     /// times (decoding not included).
+    ///
+    /// On wgpu the descriptors never leave the device: the pairs kernel scores them in the
+    /// buffers the network wrote, and only the scores are read back.
     pub fn verify_decoded(&self, pairs: &[&DecodedPair]) -> Vec<Verification> {
         let n = pairs.len();
         let images: Vec<Result<&RgbImage, &Rejection>> =
@@ -617,8 +679,26 @@ impl Engine {
         let policies: Vec<FacePolicy> = (0..n)
             .flat_map(|_| [FacePolicy::from(Role::Probe), FacePolicy::from(Role::Reference)])
             .collect();
-        let BatchResult { items, timings } = self.analyze_decoded(&images, &policies);
+        let start = Instant::now();
+        let (items, embeddings, mut timings) = self.analyze_on_device(&images, &policies);
         let mut it = items.into_iter();
+        let mut analysed = Vec::with_capacity(n);
+        while let (Some(probe), Some(reference)) = (it.next(), it.next()) {
+            analysed.push((probe, reference));
+        }
+        let t = Instant::now();
+        let rows: Vec<Option<(usize, usize)>> = analysed
+            .iter()
+            .map(|(p, r)| Some((p.as_ref().ok()?.row, r.as_ref().ok()?.row)))
+            .collect();
+        let scores = match embeddings {
+            Some(e) => self.score_rows(e, &rows),
+            None => vec![None; n],
+        };
+        // Waiting for the network is part of scoring on an asynchronous device: count it as
+        // embedding, as the host read in `analyze` is.
+        timings.embed_ms += ms(t);
+        timings.total_ms = ms(start);
         let n = n.max(1) as f64;
         let per_pair = Timings {
             decode_ms: 0.0,
@@ -627,43 +707,52 @@ impl Engine {
             embed_ms: timings.embed_ms / n,
             total_ms: timings.total_ms / n,
         };
-        let mut analysed = Vec::with_capacity(n as usize);
-        while let (Some(probe), Some(reference)) = (it.next(), it.next()) {
-            analysed.push((probe, reference));
-        }
-        let scores = {
-            let descriptors: Vec<Option<(&[f32], &[f32])>> = analysed
-                .iter()
-                .map(|(p, r)| {
-                    Some((
-                        p.as_ref().ok()?.descriptor.as_slice(),
-                        r.as_ref().ok()?.descriptor.as_slice(),
-                    ))
-                })
-                .collect();
-            self.score_where_present(&descriptors)
-        };
         analysed
             .into_iter()
             .zip(scores)
-            .map(|((probe, reference), score)| self.decide(probe, reference, score, per_pair.clone()))
+            .map(|((probe, reference), score)| {
+                self.decide(
+                    probe.map(|m| m.face),
+                    reference.map(|m| m.face),
+                    score,
+                    per_pair.clone(),
+                )
+            })
             .collect()
+    }
+
+    /// Scores for (probe row, reference row) pairs of `embeddings`, `None` where a face is
+    /// missing: the WGSL kernel on the descriptors in place when on wgpu, the f64 formula on
+    /// the host otherwise (or if the kernel fails, e.g. the device is lost).
+    fn score_rows(&self, embeddings: Tensor<2>, rows: &[Option<(usize, usize)>]) -> Vec<Option<f32>> {
+        let present: Vec<(usize, usize)> = rows.iter().flatten().copied().collect();
+        let on_device = self.matcher.as_ref().and_then(|m| {
+            crate::resident::score_rows(m, &embeddings, &present)
+                .inspect_err(|_| self.fell_back())
+                .ok()
+        });
+        let scores = on_device.unwrap_or_else(|| {
+            let descriptors = to_host(embeddings);
+            present
+                .iter()
+                .map(|&(a, b)| cosine_similarity(descriptors[a].as_slice(), descriptors[b].as_slice()))
+                .collect()
+        });
+        let mut scores = scores.into_iter();
+        rows.iter().map(|r| r.and_then(|_| scores.next())).collect()
     }
 
     /// The decision for one analysed pair, given its score (`None` when a face is missing).
     pub fn decide(
         &self,
-        probe: Result<Face, Rejection>,
-        reference: Result<Face, Rejection>,
+        probe: Result<FaceBox, Rejection>,
+        reference: Result<FaceBox, Rejection>,
         score: Option<f32>,
         timings: Timings,
     ) -> Verification {
         let threshold = self.config.threshold;
         let mut reasons = Vec::new();
-        let (probe_face, reference_face) = (
-            probe.as_ref().ok().map(|f| f.face),
-            reference.as_ref().ok().map(|f| f.face),
-        );
+        let (probe_face, reference_face) = (probe.as_ref().ok().copied(), reference.as_ref().ok().copied());
         if let Err(e) = probe {
             reasons.push(Reason::new(Role::Probe, e));
         }
@@ -683,6 +772,43 @@ impl Engine {
             timings,
         }
     }
+}
+
+/// A face found, measured and aligned, whose descriptor is row `row` of its batch's
+/// embeddings (still on the device).
+#[derive(Debug, Clone)]
+struct Measured {
+    face: FaceBox,
+    landmarks: Vec<[f32; 2]>,
+    aligned: Option<Rect>,
+    sharpness: f32,
+    yaw: f32,
+    row: usize,
+}
+
+impl Measured {
+    /// The face with its descriptor, taken (not copied) from the host rows.
+    fn into_face(self, descriptors: &mut [Option<Descriptor>]) -> Face {
+        Face {
+            face: self.face,
+            landmarks: self.landmarks,
+            aligned: self.aligned,
+            descriptor: descriptors[self.row].take().expect("one descriptor per measured face"),
+            sharpness: self.sharpness,
+            yaw: self.yaw,
+        }
+    }
+}
+
+/// Read embeddings back to the host, one descriptor per row; the flat copy is wiped.
+fn to_host(embeddings: Tensor<2>) -> Vec<Descriptor> {
+    let mut flat: Vec<f32> = embeddings.into_data().try_to_vec().expect("f32 descriptors");
+    let descriptors = flat
+        .chunks_exact(recognition::DESCRIPTOR_LEN)
+        .map(|d| Descriptor::new(d.to_vec()))
+        .collect();
+    flat.zeroize();
+    descriptors
 }
 
 /// Wipe decoded pixels now rather than whenever the allocator reuses them.

@@ -4,6 +4,7 @@ pub mod decode;
 pub mod device;
 pub mod engine;
 pub mod imageops;
+pub mod resident;
 
 pub use decode::decode;
 pub use device::{DeviceChoice, SelectedDevice};

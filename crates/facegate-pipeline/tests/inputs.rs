@@ -189,3 +189,79 @@ fn gpu_and_cpu_scoring_agree() {
         assert_eq!(cm[i], c[i], "matrix {i}: cpu");
     }
 }
+
+/// On wgpu, `verify` scores the descriptors in the buffers the network wrote (never read back).
+/// Its scores must be those of the same engine's descriptors read back and scored in f64 on the
+/// host, pair by pair: batches of 3 photos split pairs across network calls and rejected photos
+/// leave gaps, so a wrong row shows. The decisions are those of the CPU engine.
+#[test]
+fn verify_on_wgpu_scores_descriptors_in_place() {
+    let config = Config {
+        batch_size: 3,
+        ..Config::default()
+    };
+    let Some(gpu) = engine(DeviceChoice::Gpu, config.clone()) else {
+        return;
+    };
+    let cpu = engine(DeviceChoice::Cpu, config).unwrap();
+    let names = [
+        "face-a.png",
+        "exif-rotated.jpg",
+        "face-b.png",
+        "face-c.png",
+        "face-d.png",
+        "face-e.png",
+        "no-face.png",
+        "truncated.jpg",
+    ];
+    let bytes: Vec<Vec<u8>> = names.iter().map(|n| read(&data(n))).collect();
+    let photo = |name: &str| bytes[names.iter().position(|n| *n == name).unwrap()].as_slice();
+    let pairs: Vec<(&[u8], &[u8])> = [
+        ("face-a.png", "exif-rotated.jpg"),
+        ("no-face.png", "face-b.png"),
+        ("face-c.png", "face-d.png"),
+        ("face-e.png", "truncated.jpg"),
+        ("face-b.png", "face-a.png"),
+        ("face-d.png", "face-d.png"),
+        ("exif-rotated.jpg", "face-e.png"),
+    ]
+    .iter()
+    .map(|(p, r)| (photo(p), photo(r)))
+    .collect();
+    let on_gpu = gpu.verify(&pairs);
+    let on_cpu = cpu.verify(&pairs);
+    assert_eq!(
+        gpu.scoring_fallbacks(),
+        0,
+        "the kernel failed and the host scored instead"
+    );
+    // The same engine's descriptors, read back: the independent reference for the scores.
+    let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+    let faces = gpu.analyze(&refs, &[FacePolicy::Dominant; 8]).items;
+    let descriptor = |img: &[u8]| {
+        let i = refs.iter().position(|r| *r == img).unwrap();
+        faces[i].as_ref().ok().map(|f| f.descriptor.as_slice().to_vec())
+    };
+    let f64_cos = |a: &[f32], b: &[f32]| {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    for (i, ((p, r), (g, c))) in pairs.iter().zip(on_gpu.iter().zip(&on_cpu)).enumerate() {
+        assert_eq!(g.decision, c.decision, "pair {i}: gpu {g:?} cpu {c:?}");
+        assert_eq!(g.reasons, c.reasons, "pair {i}");
+        match (descriptor(p), descriptor(r)) {
+            (Some(a), Some(b)) => {
+                let want = f64_cos(&a, &b);
+                let got = g.score.expect("both faces found") as f64;
+                assert!((got - want).abs() <= 1e-5, "pair {i}: in place {got} vs host {want}");
+                assert!((got - c.score.unwrap() as f64).abs() <= 1e-3, "pair {i}: gpu vs cpu");
+            }
+            _ => assert!(g.score.is_none(), "pair {i}: a score without two faces"),
+        }
+    }
+    assert_eq!(on_gpu[0].decision, Decision::Match);
+    assert_eq!(on_gpu[5].decision, Decision::Match);
+    assert_eq!(on_gpu[2].decision, Decision::NoMatch);
+    assert_eq!(on_gpu[1].decision, Decision::Rejected);
+}
