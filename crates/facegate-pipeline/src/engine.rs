@@ -11,7 +11,7 @@ use facegate_core::{
     Alignment, Calibration, Config, ConfigError, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings,
     Verification, cosine_similarity,
 };
-use facegate_kernels::{Gallery, Matcher, Storage};
+use facegate_kernels::{Gallery, MAX_K, Matcher, Storage, reference};
 use facegate_models::{FaceModels, LandmarkVariant, ModelError, detector, landmarks, recognition};
 use image::RgbImage;
 use zeroize::Zeroize;
@@ -201,7 +201,7 @@ impl Engine {
     /// Where similarity scores are computed.
     pub fn scorer_label(&self) -> String {
         match &self.matcher {
-            Some(m) => format!("wgsl pairs kernel on burn's device, {}", m.label()),
+            Some(m) => format!("wgsl kernels on burn's device, {}", m.label()),
             None => "cpu".into(),
         }
     }
@@ -253,6 +253,46 @@ impl Engine {
         templates
             .iter()
             .flat_map(|a| templates.iter().map(|b| cosine_similarity(a, b)))
+            .collect()
+    }
+
+    /// For each template, the `k` (≤ 31) most similar *other* templates as (index, score),
+    /// best first, equal scores by index: one top-k 1:N scan of the WGSL kernel with the
+    /// templates as their own gallery on wgpu, f64 on the CPU otherwise. For de-duplication
+    /// checks ("is this face already registered under another identity?").
+    pub fn nearest(&self, templates: &[&[f32]], k: usize) -> Vec<Vec<(usize, f32)>> {
+        assert!((1..MAX_K).contains(&k), "k must be in 1..{MAX_K}");
+        if templates.is_empty() {
+            return Vec::new();
+        }
+        let dim = templates.first().map_or(0, |t| t.len());
+        assert!(templates.iter().all(|t| t.len() == dim), "templates of one length");
+        // One more than asked: a template's own row is among its best and is dropped.
+        let want = k + 1;
+        let mut flat: Vec<f32> = templates.iter().flat_map(|t| t.iter().copied()).collect();
+        let mut hits = None;
+        if let Some(m) = &self.matcher {
+            match Gallery::upload(m, &flat, dim, Storage::F32).and_then(|g| m.top_k(&flat, &g, want)) {
+                Ok(h) => {
+                    hits = Some(
+                        h.into_iter()
+                            .map(|row| row.into_iter().map(|h| (h.index as usize, h.score)).collect())
+                            .collect::<Vec<Vec<_>>>(),
+                    )
+                }
+                Err(_) => self.fell_back(),
+            }
+        }
+        let hits = hits.unwrap_or_else(|| {
+            reference::top_k(&flat, &flat, dim, want)
+                .into_iter()
+                .map(|row| row.into_iter().map(|(j, s)| (j as usize, s as f32)).collect())
+                .collect()
+        });
+        flat.zeroize();
+        hits.into_iter()
+            .enumerate()
+            .map(|(i, row)| row.into_iter().filter(|&(j, _)| j != i).take(k).collect())
             .collect()
     }
 

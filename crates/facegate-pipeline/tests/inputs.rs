@@ -140,11 +140,7 @@ fn gpu_and_cpu_scoring_agree() {
         return;
     };
     let cpu = engine(DeviceChoice::Cpu, Config::default()).unwrap();
-    assert!(
-        gpu.scorer_label().starts_with("wgsl pairs kernel"),
-        "{}",
-        gpu.scorer_label()
-    );
+    assert!(gpu.scorer_label().starts_with("wgsl kernels"), "{}", gpu.scorer_label());
     assert_eq!(cpu.scorer_label(), "cpu");
     // Real descriptors of the fixtures, from the CPU engine, so only scoring differs.
     let names = [
@@ -188,6 +184,35 @@ fn gpu_and_cpu_scoring_agree() {
         assert!((gm[i] - c[i]).abs() <= 1e-5, "matrix {i}: gpu {} vs {}", gm[i], c[i]);
         assert_eq!(cm[i], c[i], "matrix {i}: cpu");
     }
+    // Nearest other templates (`dedup`; the top-k kernel on wgpu): the CPU scores ranked here,
+    // a template's own row left out. face-a.png appears twice, so its first row's best is
+    // the duplicate (index 6), not itself.
+    let mut rows = rows;
+    rows.push(&d[0]);
+    for k in [1, 3, 6] {
+        let (gn, cn) = (gpu.nearest(&rows, k), cpu.nearest(&rows, k));
+        for (i, a) in rows.iter().enumerate() {
+            let mut want: Vec<(usize, f32)> = (0..rows.len())
+                .filter(|&j| j != i)
+                .map(|j| (j, facegate_core::cosine_similarity(a, rows[j])))
+                .collect();
+            want.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            want.truncate(k);
+            for (name, got) in [("gpu", &gn[i]), ("cpu", &cn[i])] {
+                let order: Vec<usize> = got.iter().map(|h| h.0).collect();
+                assert_eq!(
+                    order,
+                    want.iter().map(|w| w.0).collect::<Vec<_>>(),
+                    "{name} k {k} row {i}"
+                );
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g.1 - w.1).abs() <= 1e-5, "{name} k {k} row {i}: {} vs {}", g.1, w.1);
+                }
+            }
+        }
+        assert_eq!(gn[0][0].0, 6);
+    }
+    assert_eq!(gpu.scoring_fallbacks(), 0);
 }
 
 /// On wgpu, `verify` scores the descriptors in the buffers the network wrote (never read back).

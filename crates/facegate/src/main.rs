@@ -9,6 +9,7 @@ use facegate_core::{Config, Verification};
 use facegate_pipeline::{DeviceChoice, Engine, FacePolicy};
 
 mod batch;
+mod dedup;
 mod eval;
 mod loadgen;
 mod serve;
@@ -75,6 +76,9 @@ enum Command {
     Loadgen(loadgen::LoadgenArgs),
     /// Verify every pair of an Arrow IPC or Parquet file into a Parquet file; resumable.
     Batch(batch::BatchArgs),
+    /// Find enrolment photos whose face is already enrolled under another identity (a top-k
+    /// 1:N scan of the photos against each other); JSON lines, identities and scores only.
+    Dedup(dedup::DedupArgs),
     /// Measure accuracy on a pair list (LFW pairs format or TSV probe/reference/same); with
     /// --report, write a DET curve, score histograms and tables; with --calibration, thresholds.
     Eval(eval::EvalArgs),
@@ -117,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::HashKey { key } => println!("{}", facegate_server::hash_key(&key)),
         Command::Loadgen(args) => loadgen::loadgen(args)?,
         Command::Batch(args) => batch::batch(args)?,
+        Command::Dedup(args) => dedup::dedup(args)?,
         Command::Verify {
             probe,
             reference,
