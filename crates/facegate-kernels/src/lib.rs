@@ -231,10 +231,6 @@ impl Matcher {
         &self.device
     }
 
-    pub fn queue(&self) -> &wgpu::Queue {
-        &self.queue
-    }
-
     /// Cosine similarity of each (probes[i], references[i]) pair; 0 where either is zero.
     /// `probes` and `references` are row-major `[n, dim]`.
     pub fn pairs(

@@ -11,7 +11,7 @@ use facegate_core::{
     Alignment, Calibration, Config, ConfigError, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings,
     Verification, cosine_similarity,
 };
-use facegate_kernels::{Gallery, MAX_K, Matcher, Storage, reference};
+use facegate_kernels::{Gallery, KernelError, MAX_K, Matcher, Storage, reference};
 use facegate_models::{FaceModels, LandmarkVariant, ModelError, detector, landmarks, recognition};
 use image::RgbImage;
 use zeroize::Zeroize;
@@ -219,9 +219,8 @@ impl Engine {
             probes.zeroize();
             references.zeroize();
             // A kernel failure (device lost, limits) falls back to the CPU for this batch.
-            match scores {
-                Ok(scores) => return scores,
-                Err(_) => self.fell_back(),
+            if let Some(scores) = self.or_fall_back("pairs", scores) {
+                return scores;
             }
         }
         pairs.iter().map(|(a, b)| cosine_similarity(a, b)).collect()
@@ -231,29 +230,20 @@ impl Engine {
     /// where a face is missing.
     pub fn score_where_present(&self, pairs: &[Option<(&[f32], &[f32])>]) -> Vec<Option<f32>> {
         let present: Vec<(&[f32], &[f32])> = pairs.iter().flatten().copied().collect();
-        let mut scores = self.score_pairs(&present).into_iter();
-        pairs.iter().map(|p| p.and_then(|_| scores.next())).collect()
+        where_present(pairs, self.score_pairs(&present))
     }
 
     /// Every pairwise score of `templates` (row-major `[n, n]`): one 1:N scan of the WGSL
     /// kernel with the templates as their own gallery when on wgpu, f64 on the CPU otherwise.
     /// For score distributions, such as all-vs-all impostor scores in an evaluation.
     pub fn score_matrix(&self, templates: &[&[f32]]) -> Vec<f32> {
-        let dim = templates.first().map_or(0, |t| t.len());
-        let uniform = templates.iter().all(|t| t.len() == dim);
-        if let (Some(m), true) = (&self.matcher, uniform) {
-            let mut flat: Vec<f32> = templates.iter().flat_map(|t| t.iter().copied()).collect();
-            let scores = Gallery::upload(m, &flat, dim, Storage::F32).and_then(|g| m.scores(&flat, &g));
-            flat.zeroize();
-            match scores {
-                Ok(scores) => return scores,
-                Err(_) => self.fell_back(),
-            }
-        }
-        templates
-            .iter()
-            .flat_map(|a| templates.iter().map(|b| cosine_similarity(a, b)))
-            .collect()
+        self.scan_own_gallery("every-score scan", templates, |m, flat, g| m.scores(flat, g))
+            .unwrap_or_else(|| {
+                templates
+                    .iter()
+                    .flat_map(|a| templates.iter().map(|b| cosine_similarity(a, b)))
+                    .collect()
+            })
     }
 
     /// For each template, the `k` (≤ 31) most similar *other* templates as (index, score),
@@ -262,38 +252,52 @@ impl Engine {
     /// checks ("is this face already registered under another identity?").
     pub fn nearest(&self, templates: &[&[f32]], k: usize) -> Vec<Vec<(usize, f32)>> {
         assert!((1..MAX_K).contains(&k), "k must be in 1..{MAX_K}");
-        if templates.is_empty() {
+        let Some(dim) = templates.first().map(|t| t.len()) else {
             return Vec::new();
-        }
-        let dim = templates.first().map_or(0, |t| t.len());
+        };
         assert!(templates.iter().all(|t| t.len() == dim), "templates of one length");
         // One more than asked: a template's own row is among its best and is dropped.
         let want = k + 1;
-        let mut flat: Vec<f32> = templates.iter().flat_map(|t| t.iter().copied()).collect();
-        let mut hits = None;
-        if let Some(m) = &self.matcher {
-            match Gallery::upload(m, &flat, dim, Storage::F32).and_then(|g| m.top_k(&flat, &g, want)) {
-                Ok(h) => {
-                    hits = Some(
-                        h.into_iter()
-                            .map(|row| row.into_iter().map(|h| (h.index as usize, h.score)).collect())
-                            .collect::<Vec<Vec<_>>>(),
-                    )
-                }
-                Err(_) => self.fell_back(),
-            }
-        }
-        let hits = hits.unwrap_or_else(|| {
-            reference::top_k(&flat, &flat, dim, want)
-                .into_iter()
-                .map(|row| row.into_iter().map(|(j, s)| (j as usize, s as f32)).collect())
-                .collect()
-        });
-        flat.zeroize();
+        let hits = self
+            .scan_own_gallery("top-k scan", templates, |m, flat, g| m.top_k(flat, g, want))
+            .map(|h| {
+                h.into_iter()
+                    .map(|row| row.into_iter().map(|h| (h.index as usize, h.score)).collect())
+                    .collect()
+            })
+            .unwrap_or_else(|| {
+                let mut flat = templates.concat();
+                let hits = reference::top_k(&flat, &flat, dim, want)
+                    .into_iter()
+                    .map(|row| row.into_iter().map(|(j, s)| (j as usize, s as f32)).collect::<Vec<_>>())
+                    .collect::<Vec<_>>();
+                flat.zeroize();
+                hits
+            });
         hits.into_iter()
             .enumerate()
             .map(|(i, row)| row.into_iter().filter(|&(j, _)| j != i).take(k).collect())
             .collect()
+    }
+
+    /// `scan` on the WGSL kernels with `templates` uploaded as their own gallery (through a
+    /// flat host copy, wiped after); `None` on the CPU backend, for no templates, or when the
+    /// kernel fails (counted and logged), so the caller scores on the host.
+    fn scan_own_gallery<T>(
+        &self,
+        what: &str,
+        templates: &[&[f32]],
+        scan: impl FnOnce(&Matcher, &[f32], &Gallery) -> Result<T, KernelError>,
+    ) -> Option<T> {
+        let m = self.matcher.as_ref()?;
+        let dim = templates.first()?.len();
+        if templates.iter().any(|t| t.len() != dim) {
+            return None; // the host formulas take any lengths; the kernels one
+        }
+        let mut flat = templates.concat();
+        let result = Gallery::upload(m, &flat, dim, Storage::F32).and_then(|g| scan(m, &flat, &g));
+        flat.zeroize();
+        self.or_fall_back(what, result)
     }
 
     /// How many batches the WGSL kernels failed to score on wgpu (device lost, limits), so
@@ -303,8 +307,16 @@ impl Engine {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
-    fn fell_back(&self) {
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    /// The kernel's result, or `None` after counting and logging its failure, so the caller
+    /// scores on the host.
+    fn or_fall_back<T, E: std::fmt::Display>(&self, kernel: &str, result: Result<T, E>) -> Option<T> {
+        result
+            .inspect_err(|error| {
+                let total = self.fallbacks.fetch_add(1, Ordering::Relaxed) + 1;
+                // The decisions stay right (the host scores them), but the GPU path is broken.
+                tracing::warn!(kernel, %error, total, "a WGSL kernel failed; scoring on the host instead");
+            })
+            .ok()
     }
 
     pub fn config(&self) -> &Config {
@@ -485,11 +497,7 @@ impl Engine {
     /// Landmarks, alignment and descriptors for given faces.
     pub fn describe(&self, items: &[(&RgbImage, FaceBox)], timings: &mut Timings) -> Vec<Option<Face>> {
         let (measured, embeddings) = self.measure(items, timings);
-        let mut descriptors: Vec<_> = embeddings
-            .map_or_else(Vec::new, to_host)
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut descriptors = host_rows(embeddings);
         measured
             .into_iter()
             .map(|m| m.map(|m| m.into_face(&mut descriptors)))
@@ -569,11 +577,7 @@ impl Engine {
         let start = Instant::now();
         let (measured, embeddings, mut timings) = self.analyze_on_device(decoded, policies);
         let t = Instant::now();
-        let mut descriptors: Vec<_> = embeddings
-            .map_or_else(Vec::new, to_host)
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut descriptors = host_rows(embeddings);
         timings.embed_ms += ms(t);
         let items = measured
             .into_iter()
@@ -766,11 +770,8 @@ impl Engine {
     /// the host otherwise (or if the kernel fails, e.g. the device is lost).
     fn score_rows(&self, embeddings: Tensor<2>, rows: &[Option<(usize, usize)>]) -> Vec<Option<f32>> {
         let present: Vec<(usize, usize)> = rows.iter().flatten().copied().collect();
-        let on_device = self.matcher.as_ref().and_then(|m| {
-            crate::resident::score_rows(m, &embeddings, &present)
-                .inspect_err(|_| self.fell_back())
-                .ok()
-        });
+        let on_device = (self.matcher.as_ref())
+            .and_then(|m| self.or_fall_back("pairs in place", crate::resident::score_rows(m, &embeddings, &present)));
         let scores = on_device.unwrap_or_else(|| {
             let descriptors = to_host(embeddings);
             present
@@ -778,8 +779,7 @@ impl Engine {
                 .map(|&(a, b)| cosine_similarity(descriptors[a].as_slice(), descriptors[b].as_slice()))
                 .collect()
         });
-        let mut scores = scores.into_iter();
-        rows.iter().map(|r| r.and_then(|_| scores.next())).collect()
+        where_present(rows, scores)
     }
 
     /// The decision for one analysed pair, given its score (`None` when a face is missing).
@@ -849,6 +849,21 @@ fn to_host(embeddings: Tensor<2>) -> Vec<Descriptor> {
         .collect();
     flat.zeroize();
     descriptors
+}
+
+/// [`to_host`], each row in a slot that [`Measured::into_face`] takes it from.
+fn host_rows(embeddings: Option<Tensor<2>>) -> Vec<Option<Descriptor>> {
+    embeddings
+        .map_or_else(Vec::new, to_host)
+        .into_iter()
+        .map(Some)
+        .collect()
+}
+
+/// Scores for the slots of `slots` that are present, in order; `None` for the others.
+fn where_present<T>(slots: &[Option<T>], scores: Vec<f32>) -> Vec<Option<f32>> {
+    let mut scores = scores.into_iter();
+    slots.iter().map(|s| s.as_ref().and_then(|_| scores.next())).collect()
 }
 
 /// Wipe decoded pixels now rather than whenever the allocator reuses them.

@@ -68,16 +68,7 @@ impl Backend for EngineBackend {
 
     fn run(&self, batch: &[&PreparedPair]) -> Result<Vec<Verification>, String> {
         let pairs: Vec<&DecodedPair> = batch.iter().map(|p| &p.pair).collect();
-        let fallbacks = self.engine.scoring_fallbacks();
         let mut out = self.engine.verify_decoded(&pairs);
-        if self.engine.scoring_fallbacks() > fallbacks {
-            // The decisions are right (the host scored them), but the GPU path is broken.
-            tracing::warn!(
-                batch = batch.len(),
-                total = self.engine.scoring_fallbacks(),
-                "the WGSL kernel failed to score a batch; scored on the host instead"
-            );
-        }
         for (v, p) in out.iter_mut().zip(batch) {
             v.timings.decode_ms = p.decode_ms;
             v.timings.total_ms += p.decode_ms;

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use facegate_core::{Descriptor, ImageBytes};
+use facegate_core::Descriptor;
 use facegate_pipeline::FacePolicy;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::EngineArgs;
+use crate::{EngineArgs, Refusal, for_each_face};
 
 #[derive(Args)]
 pub struct DedupArgs {
@@ -61,42 +60,23 @@ pub fn dedup(args: DedupArgs) -> Result<()> {
     let entries = read_list(&args.list)?;
     let engine = crate::engine(&args.engine)?;
     let threshold = engine.config().threshold;
-    let bar = ProgressBar::new(entries.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} photos {per_sec} eta {eta}").expect("valid template"),
-    );
-    bar.set_message("embedding");
     // Templates of the photos that gave one, with their row in the list.
     let mut templates: Vec<(usize, Descriptor)> = Vec::new();
     let mut refused = 0;
-    for (c, chunk) in entries.chunks(engine.config().batch_size).enumerate() {
-        let bytes: Vec<Result<ImageBytes>> = chunk.iter().map(|e| crate::read(&e.path)).collect();
-        let photos: Vec<&[u8]> = bytes
-            .iter()
-            .map(|b| b.as_ref().map_or(&[][..], |b| b.as_slice()))
-            .collect();
-        // ID portraits: the largest face, if it clearly dominates.
-        let faces = engine.analyze(&photos, &vec![FacePolicy::Dominant; photos.len()]).items;
-        for (i, (b, face)) in bytes.iter().zip(faces).enumerate() {
-            let row = c * engine.config().batch_size + i;
-            match (b, face) {
-                (Ok(_), Ok(face)) => templates.push((row, face.descriptor)),
-                (read, face) => {
-                    refused += 1;
-                    let error = match (read, face) {
-                        (Err(_), _) => json!({"code": "unreadable_file", "message": "the photo could not be read"}),
-                        (Ok(_), Err(e)) => json!({"code": e.code(), "message": e.to_string(), "detail": e}),
-                        (Ok(_), Ok(_)) => unreachable!("handled above"),
-                    };
-                    println!(
-                        "{}",
-                        json!({"row": row, "identity": entries[row].identity, "refused": error})
-                    );
-                }
-            }
+    let paths: Vec<&Path> = entries.iter().map(|e| e.path.as_path()).collect();
+    // ID portraits: the largest face, if it clearly dominates.
+    for_each_face(&engine, &paths, FacePolicy::Dominant, |row, face| match face {
+        Ok(face) => templates.push((row, face.descriptor)),
+        Err(refusal) => {
+            refused += 1;
+            let error = match refusal {
+                Refusal::Unreadable => json!({"code": refusal.code(), "message": "the photo could not be read"}),
+                Refusal::Rejected(e) => json!({"code": e.code(), "message": e.to_string(), "detail": e}),
+            };
+            let identity = &entries[row].identity;
+            println!("{}", json!({"row": row, "identity": identity, "refused": error}));
         }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
+    });
 
     let rows: Vec<&[f32]> = templates.iter().map(|(_, d)| d.as_slice()).collect();
     let nearest = engine.nearest(&rows, args.k as usize);

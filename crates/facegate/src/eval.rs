@@ -10,9 +10,8 @@ use facegate_core::{CalibratedPoint, Calibration, Descriptor, Rejection};
 use facegate_eval::report::{self, BucketLimits, Comparison, Inputs, Quality, Report};
 use facegate_eval::{Scored, identities, metrics, read_pairs};
 use facegate_pipeline::{Face, FacePolicy};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::EngineArgs;
+use crate::{EngineArgs, Refusal, for_each_face};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -57,7 +56,7 @@ pub struct EvalArgs {
 }
 
 /// What the pipeline measured of a photo, or why it was refused.
-fn quality(face: &Result<Face, Rejection>) -> Quality {
+fn quality(face: &Result<Face, Refusal>) -> Quality {
     match face {
         Ok(f) => Quality {
             face_px: Some(f.face.width.min(f.face.height)),
@@ -70,6 +69,7 @@ fn quality(face: &Result<Face, Rejection>) -> Quality {
                 refused: Some(r.code().to_string()),
                 ..Quality::default()
             };
+            let Refusal::Rejected(r) = r else { return q };
             match r {
                 Rejection::FaceTooSmall { size_px, .. } => q.face_px = Some(*size_px as f32),
                 Rejection::Blurred { sharpness, .. } => q.sharpness = Some(*sharpness),
@@ -96,36 +96,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let start = std::time::Instant::now();
 
     // Each distinct photo is analysed once.
-    let bar = ProgressBar::new(images.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images {per_sec} eta {eta}").expect("valid template"),
-    );
-    bar.set_message("embedding");
     let mut descriptors: Vec<Option<Descriptor>> = Vec::with_capacity(images.len());
     let mut qualities: Vec<Quality> = Vec::with_capacity(images.len());
-    for chunk in images.chunks(engine.config().batch_size) {
-        let bytes: Vec<Result<facegate_core::ImageBytes>> = chunk.iter().map(|p| crate::read(p)).collect();
-        let ok: Vec<&[u8]> = bytes
-            .iter()
-            .map(|b| b.as_ref().map(|b| b.as_slice()).unwrap_or(&[]))
-            .collect();
-        let result = engine.analyze(&ok, &vec![policy; ok.len()]);
-        for (b, face) in bytes.iter().zip(result.items) {
-            let (q, descriptor) = match (b, face) {
-                (Err(_), _) => (
-                    Quality {
-                        refused: Some("unreadable_file".into()),
-                        ..Quality::default()
-                    },
-                    None,
-                ),
-                (Ok(_), face) => (quality(&face), face.ok().map(|f| f.descriptor)),
-            };
-            qualities.push(q);
-            descriptors.push(descriptor);
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
+    for_each_face(&engine, &images, policy, |_, face| {
+        qualities.push(quality(&face));
+        descriptors.push(face.ok().map(|f| f.descriptor));
+    });
 
     // The listed pairs, scored in one batch (the WGSL pairs kernel on wgpu).
     let index = |p: &PathBuf| images.binary_search(p).expect("listed image");

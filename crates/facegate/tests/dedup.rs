@@ -3,37 +3,24 @@
 //! descriptors and f64 cosines; the command is run on the CPU (f64 top-k) and on wgpu (the
 //! WGSL top-k kernel; lavapipe in CI).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{cosine, run};
 use serde_json::Value;
 
 fn data(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(name)
-        .display()
-        .to_string()
+    common::data(name).display().to_string()
 }
 
+/// The command's JSON lines.
 fn facegate(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(args)
-        .output()
-        .expect("run facegate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
+    String::from_utf8(run(args).stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON lines"))
         .collect()
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    dot / (norm(a) * norm(b))
 }
 
 #[test]

@@ -1,15 +1,8 @@
 //! End-to-end accuracy on real photos from ../shared/data, through the CLI.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn shared(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel)
-        .display()
-        .to_string()
-}
+use common::{cosine, run, shared};
 
 /// Regression floors under the measured values (README "Accuracy"): LFW DevTest 97.9 % at the
 /// DevTrain threshold, faces-labeled EER 0.0 %. The 99.0 % target is not reached yet.
@@ -17,13 +10,10 @@ const MIN_LFW_ACCURACY: f64 = 0.975;
 const MAX_FACES_LABELED_EER: f64 = 0.01;
 
 fn eval(pairs: &str, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(["eval", "--pairs", &shared(pairs), "--device", "cpu", "--json"])
-        .args(extra)
-        .output()
-        .expect("run facegate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    let pairs = shared(pairs);
+    let mut args = vec!["eval", "--pairs", &pairs, "--device", "cpu", "--json"];
+    args.extend(extra);
+    serde_json::from_slice(&run(&args).stdout).expect("JSON")
 }
 
 #[test]
@@ -46,22 +36,6 @@ fn faces_labeled_pairs() {
     let m = &v["pairs"];
     assert_eq!(m["pairs"], 1830);
     assert!(m["eer"].as_f64().unwrap() <= MAX_FACES_LABELED_EER, "{m}");
-}
-
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(args)
-        .output()
-        .expect("run facegate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 fn close(got: &serde_json::Value, want: f64, tol: f64, what: &str) {
@@ -254,7 +228,7 @@ fn evaluation_report_matches_an_independent_computation() {
     let text = std::fs::read_to_string(&cal).unwrap();
     let model = v["context"]["model"].as_str().unwrap();
     std::fs::write(&cal, text.replace(model, "another-model@0")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
         .args(["verify", "--device", "cpu", "--calibration", cal.to_str().unwrap()])
         .args([format!("{root}/img1.jpg"), format!("{root}/img1.jpg")])
         .output()

@@ -9,10 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::data;
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)
-}
+mod common;
 
 /// face-a.jpg with a JPEG comment (COM) segment holding `marker`, right after SOI.
 fn marked_jpeg(marker: &str) -> Vec<u8> {
