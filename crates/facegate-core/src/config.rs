@@ -3,6 +3,29 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which detector finds the faces and their landmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// MTCNN (facenet-pytorch's weights): boxes and five landmarks (eye centres, nose tip,
+    /// mouth corners), which align the face as the recognition networks were trained.
+    #[default]
+    Mtcnn,
+    /// face-api.js' TinyFaceDetector, then its 68-point landmark net (face-api.js parity).
+    TinyFaceDetector,
+}
+
+/// Which weights the recognition network (dlib's ResNet) runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RecognitionWeights {
+    /// dlib's float weights and input scaling.
+    #[default]
+    DlibFloat,
+    /// face-api.js' uint8-quantised copy (face-api.js parity).
+    FaceApiUint8,
+}
+
 /// How the face is cropped for the recognition net.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -11,7 +34,8 @@ pub enum Alignment {
     /// centres (what face-api.js feeds its recognition net; kept for parity).
     FaceApi,
     /// dlib's `get_face_chip_details(shape, 150, 0.25)`: a similarity transform onto dlib's mean
-    /// face (rotation and scale removed), as the network was trained. More accurate on LFW.
+    /// face (rotation and scale removed), as the network was trained: from MTCNN's five points
+    /// onto their places in the mean face, or from 68 landmarks as dlib fits them.
     #[default]
     DlibChip,
 }
@@ -21,9 +45,20 @@ pub enum Alignment {
 pub struct Config {
     /// Cosine similarity at or above which two faces match.
     pub threshold: f32,
+    pub detector: Detector,
+    pub recognition_weights: RecognitionWeights,
+    /// MTCNN: the smallest face searched for, in pixels…
+    pub mtcnn_min_face_px: f64,
+    /// …or this fraction of the image's shorter side when that is larger (a 12 MP selfie is
+    /// not scanned for 20-pixel faces).
+    pub mtcnn_min_face_fraction: f64,
+    /// MTCNN: the image pyramid's step.
+    pub mtcnn_factor: f64,
+    /// MTCNN: P-Net, R-Net and O-Net face-probability thresholds.
+    pub mtcnn_thresholds: [f32; 3],
     /// Images with more pixels are refused from the header, before decoding.
     pub max_pixels: u64,
-    /// TinyFaceDetector input side (multiple of 32).
+    /// TinyFaceDetector input side (multiple of 32; `detector = "tiny_face_detector"`).
     pub detector_input_size: usize,
     /// TinyFaceDetector score threshold.
     pub detector_score_threshold: f64,
@@ -62,6 +97,12 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             threshold: DEFAULT_THRESHOLD,
+            detector: Detector::Mtcnn,
+            recognition_weights: RecognitionWeights::DlibFloat,
+            mtcnn_min_face_px: 20.0,
+            mtcnn_min_face_fraction: 0.05,
+            mtcnn_factor: 0.709,
+            mtcnn_thresholds: [0.6, 0.7, 0.7],
             max_pixels: 40_000_000,
             detector_input_size: 416,
             detector_score_threshold: 0.5,
@@ -125,6 +166,18 @@ impl Config {
         }
         if self.detector_zoom_out.iter().any(|&z| !(0.0..=4.0).contains(&z)) {
             return bad("detector_zoom_out fractions must be in [0, 4]");
+        }
+        if !(self.mtcnn_min_face_px >= 12.0) || !(0.0..1.0).contains(&self.mtcnn_min_face_fraction) {
+            return bad("mtcnn_min_face_px must be at least 12 (P-Net's window) and mtcnn_min_face_fraction in [0, 1)");
+        }
+        if !(0.1..0.95).contains(&self.mtcnn_factor) {
+            return bad("mtcnn_factor must be in [0.1, 0.95)");
+        }
+        if self.mtcnn_thresholds.iter().any(|t| !(0.0..1.0).contains(t)) {
+            return bad("mtcnn_thresholds must be probabilities in [0, 1)");
+        }
+        if self.alignment == Alignment::FaceApi && self.detector != Detector::TinyFaceDetector {
+            return bad("alignment = \"face_api\" needs face-api's 68 landmarks: detector = \"tiny_face_detector\"");
         }
         if self.max_pixels == 0 {
             return bad("max_pixels must be positive");

@@ -1,9 +1,11 @@
-//! The face networks of `@vladmandic/face-api` 1.7.15 in burn, on any burn `Device` (flex on
+//! The face networks in burn (MTCNN from facenet-pytorch; dlib's ResNet; the networks of
+//! `@vladmandic/face-api` 1.7.15), on any burn `Device` (flex on
 //! the CPU, wgpu on a GPU or lavapipe). Inputs are NCHW RGB batches in 0..255; each network
 //! applies its own normalisation.
 
 pub mod detector;
 pub mod landmarks;
+pub mod mtcnn;
 pub mod recognition;
 pub mod weights;
 
@@ -28,36 +30,94 @@ pub enum ModelError {
     },
 }
 
-/// The converted weights built into the binary, so a fresh clone runs offline.
+/// The converted weights built into the binary, so a fresh clone runs offline (model cards:
+/// `models/README.md`).
 pub mod embedded {
+    /// dlib's ResNet with its float weights (face_recognition_models 0.3.0, converted from
+    /// dlib's `.dat` by `facegate-import-dlib`).
+    pub const DLIB_RESNET: &[u8] = include_bytes!("../../../models/dlib_face_recognition_resnet_model_v1.safetensors");
+    /// The same network as face-api.js ships it (uint8-quantised).
     pub const FACE_RECOGNITION: &[u8] = include_bytes!("../../../models/face_recognition_model.safetensors");
     pub const TINY_FACE_DETECTOR: &[u8] = include_bytes!("../../../models/tiny_face_detector_model.safetensors");
     pub const FACE_LANDMARK_68: &[u8] = include_bytes!("../../../models/face_landmark_68_model.safetensors");
     pub const FACE_LANDMARK_68_TINY: &[u8] = include_bytes!("../../../models/face_landmark_68_tiny_model.safetensors");
-    /// Identifies the weights in audit records and reports.
-    pub const MODEL_VERSION: &str = "face-api-1.7.15/dlib-resnet-v1";
+    /// MTCNN (facenet-pytorch 2.6.0, converted by `facegate-import-torch`).
+    pub const MTCNN_PNET: &[u8] = include_bytes!("../../../models/mtcnn_pnet.safetensors");
+    pub const MTCNN_RNET: &[u8] = include_bytes!("../../../models/mtcnn_rnet.safetensors");
+    pub const MTCNN_ONET: &[u8] = include_bytes!("../../../models/mtcnn_onet.safetensors");
 }
 
-/// The three networks of the verification pipeline, loaded on one device.
+/// Which detector finds faces and their landmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectorChoice {
+    /// MTCNN: boxes and five landmarks from one staged detector.
+    Mtcnn,
+    /// face-api.js: TinyFaceDetector boxes, then 68 landmarks per box.
+    TinyFace(LandmarkVariant),
+}
+
+/// Which weights the recognition network runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecognitionChoice {
+    /// dlib's float weights and input scaling (/256).
+    DlibFloat,
+    /// face-api.js' uint8-quantised copy and its scaling (/255), for face-api.js parity.
+    FaceApiUint8,
+}
+
+/// The networks that find faces.
+#[derive(Debug)]
+pub enum Localizer {
+    Mtcnn(mtcnn::Mtcnn),
+    FaceApi {
+        detector: TinyFaceDetector,
+        landmarks: FaceLandmark68Net,
+    },
+}
+
+/// The networks of the verification pipeline, loaded on one device.
 #[derive(Debug)]
 pub struct FaceModels {
-    pub detector: TinyFaceDetector,
-    pub landmarks: FaceLandmark68Net,
+    pub localizer: Localizer,
     pub recognition: FaceRecognitionNet,
     pub device: Device,
 }
 
 impl FaceModels {
-    /// The embedded face-api weights.
-    pub fn embedded(landmarks: LandmarkVariant, device: &Device) -> Result<Self, ModelError> {
-        let lm = match landmarks {
-            LandmarkVariant::Full => embedded::FACE_LANDMARK_68,
-            LandmarkVariant::Tiny => embedded::FACE_LANDMARK_68_TINY,
+    /// The embedded weights.
+    pub fn embedded(
+        detector: DetectorChoice,
+        recognition: RecognitionChoice,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let st = Weights::from_safetensors;
+        let localizer = match detector {
+            DetectorChoice::Mtcnn => Localizer::Mtcnn(mtcnn::Mtcnn::load(
+                &st(embedded::MTCNN_PNET)?,
+                &st(embedded::MTCNN_RNET)?,
+                &st(embedded::MTCNN_ONET)?,
+                device,
+            )?),
+            DetectorChoice::TinyFace(variant) => {
+                let lm = match variant {
+                    LandmarkVariant::Full => embedded::FACE_LANDMARK_68,
+                    LandmarkVariant::Tiny => embedded::FACE_LANDMARK_68_TINY,
+                };
+                Localizer::FaceApi {
+                    detector: TinyFaceDetector::load(&st(embedded::TINY_FACE_DETECTOR)?, device)?,
+                    landmarks: FaceLandmark68Net::load(&st(lm)?, variant, device)?,
+                }
+            }
+        };
+        let recognition = match recognition {
+            RecognitionChoice::DlibFloat => {
+                FaceRecognitionNet::load(&st(embedded::DLIB_RESNET)?, device)?.with_input_divisor(256.0)
+            }
+            RecognitionChoice::FaceApiUint8 => FaceRecognitionNet::load(&st(embedded::FACE_RECOGNITION)?, device)?,
         };
         Ok(Self {
-            detector: TinyFaceDetector::load(&Weights::from_safetensors(embedded::TINY_FACE_DETECTOR)?, device)?,
-            landmarks: FaceLandmark68Net::load(&Weights::from_safetensors(lm)?, landmarks, device)?,
-            recognition: FaceRecognitionNet::load(&Weights::from_safetensors(embedded::FACE_RECOGNITION)?, device)?,
+            localizer,
+            recognition,
             device: device.clone(),
         })
     }

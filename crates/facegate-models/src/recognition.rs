@@ -151,6 +151,8 @@ pub struct FaceRecognitionNet {
     conv256_down_out: ResidualDown,
     fc: Tensor<2>,
     mean_rgb: Tensor<4>,
+    /// What the mean-subtracted pixels are divided by: dlib's input layer uses 256, face-api 255.
+    input_divisor: f32,
 }
 
 impl FaceRecognitionNet {
@@ -176,12 +178,19 @@ impl FaceRecognitionNet {
             conv256_down_out: d("conv256_down_out")?,
             fc: w.matrix("fc", [256, DESCRIPTOR_LEN], device)?,
             mean_rgb: crate::mean_rgb_tensor(MEAN_RGB, device),
+            input_divisor: 255.0,
         })
+    }
+
+    /// dlib's own input scaling (`input_rgb_image_sized` divides by 256), for parity with dlib's
+    /// descriptors when the weights are dlib's.
+    pub fn with_input_divisor(self, input_divisor: f32) -> Self {
+        Self { input_divisor, ..self }
     }
 
     /// `[N, 3, 150, 150]` RGB in 0..255 → `[N, 128]` descriptors (not normalised).
     pub fn forward(&self, rgb: Tensor<4>) -> Tensor<2> {
-        let x = (rgb - self.mean_rgb.clone()) / 255.0;
+        let x = (rgb - self.mean_rgb.clone()) / self.input_divisor;
         let x = relu(self.conv32_down.forward(x));
         let x = self.max_pool.forward(x);
         let x = self.conv32_3.forward(self.conv32_2.forward(self.conv32_1.forward(x)));

@@ -8,17 +8,22 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use facegate_core::{
-    Alignment, Calibration, Config, ConfigError, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings,
-    Verification, cosine_similarity,
+    Alignment, Calibration, Config, ConfigError, Decision, Descriptor, Detector, FaceBox, Reason, RecognitionWeights,
+    Rejection, Role, Timings, Verification, cosine_similarity,
 };
 use facegate_kernels::{Gallery, KernelError, MAX_K, Matcher, Storage, reference};
-use facegate_models::{FaceModels, LandmarkVariant, ModelError, detector, landmarks, recognition};
+use facegate_models::{
+    DetectorChoice, FaceModels, LandmarkVariant, Localizer, ModelError, RecognitionChoice, detector, landmarks,
+    recognition,
+};
 use image::RgbImage;
 use zeroize::Zeroize;
 
+use crate::align;
 use crate::decode::decode;
 use crate::device::{DeviceChoice, SelectedDevice, select};
 use crate::imageops::{self, Rect};
+use crate::mtcnn::{self, MtcnnSettings};
 
 /// How many faces a photo may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +43,27 @@ impl From<Role> for FacePolicy {
     }
 }
 
+/// A face the detector found, with its five landmarks when the detector gives them (MTCNN:
+/// eye centres, nose tip, mouth corners, in image pixels).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Detected {
+    #[serde(flatten)]
+    pub face: FaceBox,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<[[f64; 2]; 5]>,
+}
+
+impl From<FaceBox> for Detected {
+    fn from(face: FaceBox) -> Self {
+        Self { face, points: None }
+    }
+}
+
 /// One face, fully analysed.
 #[derive(Debug, Clone)]
 pub struct Face {
     pub face: FaceBox,
-    /// The 68 landmarks in image pixels (iBUG order).
+    /// The landmarks in image pixels: MTCNN's five, or the 68 of face-api's net (iBUG order).
     pub landmarks: Vec<[f32; 2]>,
     /// The crop the descriptor was computed from, in image pixels (face-api alignment).
     pub aligned: Option<Rect>,
@@ -69,6 +90,27 @@ pub struct Engine {
     matcher: Option<Matcher>,
     /// Batches the kernel failed to score, scored on the host instead (see [`Self::scoring_fallbacks`]).
     fallbacks: AtomicU64,
+    /// Names the detector, alignment and weights: scores (and so thresholds) belong to all three.
+    model_version: String,
+    mtcnn: MtcnnSettings,
+}
+
+/// The id of a pipeline's models, written into calibrations, reports and audit records.
+pub fn model_version(c: &Config) -> String {
+    let detector = match (c.detector, c.full_landmarks) {
+        (Detector::Mtcnn, _) => "mtcnn-facenet-pytorch-2.6.0",
+        (Detector::TinyFaceDetector, false) => "tinyface+lm68tiny-face-api-1.7.15",
+        (Detector::TinyFaceDetector, true) => "tinyface+lm68-face-api-1.7.15",
+    };
+    let alignment = match c.alignment {
+        Alignment::DlibChip => "dlib-chip-150",
+        Alignment::FaceApi => "face-api-box-150",
+    };
+    let weights = match c.recognition_weights {
+        RecognitionWeights::DlibFloat => "dlib-resnet-v1-f32",
+        RecognitionWeights::FaceApiUint8 => "dlib-resnet-v1-face-api-uint8",
+    };
+    format!("{detector}/{alignment}/{weights}")
 }
 
 /// A (probe, reference) pair after decoding: each photo, or why it could not be decoded.
@@ -81,93 +123,12 @@ pub struct BatchResult<T> {
     pub timings: Timings,
 }
 
-/// dlib's mean face (`get_face_chip_details`, dlib/image_transforms/interpolation.h; dlib is
-/// Boost-licensed): x, y of iBUG points 17..=67 in the unit square.
-const MEAN_FACE_X: [f64; 51] = [
-    0.000213256,
-    0.0752622,
-    0.18113,
-    0.29077,
-    0.393397,
-    0.586856,
-    0.689483,
-    0.799124,
-    0.904991,
-    0.98004,
-    0.490127,
-    0.490127,
-    0.490127,
-    0.490127,
-    0.36688,
-    0.426036,
-    0.490127,
-    0.554217,
-    0.613373,
-    0.121737,
-    0.187122,
-    0.265825,
-    0.334606,
-    0.260918,
-    0.182743,
-    0.645647,
-    0.714428,
-    0.793132,
-    0.858516,
-    0.79751,
-    0.719335,
-    0.254149,
-    0.340985,
-    0.428858,
-    0.490127,
-    0.551395,
-    0.639268,
-    0.726104,
-    0.642159,
-    0.556721,
-    0.490127,
-    0.423532,
-    0.338094,
-    0.290379,
-    0.428096,
-    0.490127,
-    0.552157,
-    0.689874,
-    0.553364,
-    0.490127,
-    0.42689,
-];
-const MEAN_FACE_Y: [f64; 51] = [
-    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915, 0.106454, 0.203352,
-    0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758, 0.179852,
-    0.231733, 0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099, 0.780233, 0.745405,
-    0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805, 0.784792,
-    0.778746, 0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182,
-];
-/// The padding dlib's face recognition example chips with (`get_face_chip_details(shape, 150, 0.25)`).
-const CHIP_PADDING: f64 = 0.25;
-
-/// dlib's chip: the similarity transform taking the landmarks (nose, eyes, upper mouth; not
-/// the eyebrows or lower lip) onto the padded mean face, mapping image → chip.
-pub fn dlib_chip_transform(points: &[[f64; 2]], size: usize) -> [f64; 6] {
-    let used = (27..=54).chain(60..=64);
-    let (from, to): (Vec<_>, Vec<_>) = used
-        .map(|i| {
-            let chip = |m: f64| (CHIP_PADDING + m) / (2.0 * CHIP_PADDING + 1.0) * size as f64;
-            (
-                (points[i][0], points[i][1]),
-                (chip(MEAN_FACE_X[i - 17]), chip(MEAN_FACE_Y[i - 17])),
-            )
-        })
-        .unzip();
-    imageops::similarity(&from, &to)
-}
-
 impl Engine {
     pub fn new(mut config: Config, device: DeviceChoice) -> Result<Self, EngineError> {
         config.validate()?;
         if let Some(path) = &config.calibration {
             let calibration = Calibration::read(path)?;
-            let model = facegate_models::embedded::MODEL_VERSION;
+            let model = model_version(&config);
             if calibration.model != model {
                 return Err(EngineError::Config(ConfigError::Invalid(format!(
                     "{} was calibrated for model {}, this engine runs {model}",
@@ -178,12 +139,22 @@ impl Engine {
             config.threshold = calibration.threshold(config.operating_point.as_deref())?;
         }
         let device = select(device).map_err(EngineError::Device)?;
-        let variant = if config.full_landmarks {
-            LandmarkVariant::Full
-        } else {
-            LandmarkVariant::Tiny
+        let detector = match config.detector {
+            Detector::Mtcnn => DetectorChoice::Mtcnn,
+            Detector::TinyFaceDetector if config.full_landmarks => DetectorChoice::TinyFace(LandmarkVariant::Full),
+            Detector::TinyFaceDetector => DetectorChoice::TinyFace(LandmarkVariant::Tiny),
         };
-        let models = FaceModels::embedded(variant, &device.device)?;
+        let weights = match config.recognition_weights {
+            RecognitionWeights::DlibFloat => RecognitionChoice::DlibFloat,
+            RecognitionWeights::FaceApiUint8 => RecognitionChoice::FaceApiUint8,
+        };
+        let models = FaceModels::embedded(detector, weights, &device.device)?;
+        let mtcnn = MtcnnSettings {
+            min_face_px: config.mtcnn_min_face_px,
+            min_face_fraction: config.mtcnn_min_face_fraction,
+            factor: config.mtcnn_factor,
+            thresholds: config.mtcnn_thresholds,
+        };
         // The matcher compiles its kernels for the device and queue burn runs on.
         let matcher = device
             .wgpu
@@ -191,10 +162,12 @@ impl Engine {
             .map(|w| Matcher::with_device(w.device.clone(), w.queue.clone(), device.label.clone()));
         Ok(Self {
             models,
+            model_version: model_version(&config),
             config,
             device,
             matcher,
             fallbacks: AtomicU64::new(0),
+            mtcnn,
         })
     }
 
@@ -332,8 +305,8 @@ impl Engine {
         &self.device.label
     }
 
-    pub fn model_version(&self) -> &'static str {
-        facegate_models::embedded::MODEL_VERSION
+    pub fn model_version(&self) -> &str {
+        &self.model_version
     }
 
     fn device(&self) -> &Device {
@@ -345,12 +318,34 @@ impl Engine {
         Tensor::from_data(TensorData::new(data, [n, 3, size, size]), self.device())
     }
 
-    /// Run TinyFaceDetector on each image; boxes in image pixels, best first.
-    ///
-    /// Images where nothing is found are searched again "zoomed out" (`detector_zoom_out`):
-    /// the detector misses faces that fill most of the frame, as close-up selfies, ID
-    /// portraits and LFW's crops do.
-    pub fn detect(&self, images: &[&RgbImage]) -> Vec<Vec<FaceBox>> {
+    /// The faces in each image, in image pixels: MTCNN's boxes and five landmarks (largest
+    /// first), or TinyFaceDetector's boxes (best first).
+    pub fn detect(&self, images: &[&RgbImage]) -> Vec<Vec<Detected>> {
+        match &self.models.localizer {
+            Localizer::Mtcnn(nets) => mtcnn::detect(nets, images, &self.mtcnn, self.device())
+                .into_iter()
+                .map(|faces| {
+                    faces
+                        .into_iter()
+                        .map(|d| Detected {
+                            face: d.face,
+                            points: Some(d.points),
+                        })
+                        .collect()
+                })
+                .collect(),
+            Localizer::FaceApi { .. } => self
+                .detect_tiny(images)
+                .into_iter()
+                .map(|boxes| boxes.into_iter().map(Detected::from).collect())
+                .collect(),
+        }
+    }
+
+    /// TinyFaceDetector on each image. Images where nothing is found are searched again
+    /// "zoomed out" (`detector_zoom_out`): the detector misses faces that fill most of the
+    /// frame, as close-up selfies, ID portraits and LFW's crops do.
+    fn detect_tiny(&self, images: &[&RgbImage]) -> Vec<Vec<FaceBox>> {
         let mut found = self.detect_in(images, 0.0);
         for &zoom in &self.config.detector_zoom_out {
             let retry: Vec<usize> = (0..images.len()).filter(|&i| found[i].is_empty()).collect();
@@ -367,6 +362,9 @@ impl Engine {
 
     /// One detector pass with a zero margin of `margin` × the longer side around each image.
     fn detect_in(&self, images: &[&RgbImage], margin: f64) -> Vec<Vec<FaceBox>> {
+        let Localizer::FaceApi { detector, .. } = &self.models.localizer else {
+            return vec![Vec::new(); images.len()];
+        };
         if images.is_empty() {
             return Vec::new();
         }
@@ -380,7 +378,7 @@ impl Engine {
         for ((img, &m), out) in images.iter().zip(&margins).zip(input.chunks_exact_mut(plane)) {
             imageops::crop_square_resize(img, imageops::with_margin(img, m), false, size, out);
         }
-        let raw = self.models.detector.forward(self.batch(input, images.len(), size));
+        let raw = detector.forward(self.batch(input, images.len(), size));
         let [_, ch, grid, _] = raw.dims();
         let raw: Vec<f32> = raw.into_data().try_to_vec().expect("detector output is f32");
         images
@@ -407,8 +405,11 @@ impl Engine {
     }
 
     /// 68 landmarks (image pixels) for each (image, face box), with the crop they were found
-    /// in; `None` if the box is outside the image.
+    /// in; `None` if the box is outside the image, or without face-api's landmark net.
     pub fn landmarks(&self, items: &[(&RgbImage, FaceBox)]) -> Vec<Option<(Vec<[f64; 2]>, Rect)>> {
+        let Localizer::FaceApi { landmarks: net, .. } = &self.models.localizer else {
+            return vec![None; items.len()];
+        };
         let size = landmarks::INPUT_SIZE;
         let plane = 3 * size * size;
         let rects: Vec<Option<Rect>> = items
@@ -433,9 +434,7 @@ impl Engine {
         for (&i, buf) in valid.iter().zip(input.chunks_exact_mut(plane)) {
             imageops::crop_square_resize(items[i].0, rects[i].unwrap(), true, size, buf);
         }
-        let pred: Vec<f32> = self
-            .models
-            .landmarks
+        let pred: Vec<f32> = net
             .forward(self.batch(input, valid.len(), size))
             .into_data()
             .try_to_vec()
@@ -477,25 +476,57 @@ impl Engine {
         (n > 0).then(|| self.models.recognition.forward(self.batch(crops, n, size)))
     }
 
-    /// The recognition crop for a face: face-api's padded landmark box, or the dlib-style chip.
-    pub fn align(&self, img: &RgbImage, points: &[[f64; 2]], crop: Rect, out: &mut [f32]) -> Option<Option<Rect>> {
+    /// Each face's landmarks: MTCNN's five as detected, or face-api's 68 with the crop they
+    /// were found in; `None` where there are none.
+    fn landmarks_of(&self, items: &[(&RgbImage, Detected)]) -> Vec<Option<(Vec<[f64; 2]>, Option<Rect>)>> {
+        let mut out: Vec<_> = items
+            .iter()
+            .map(|(_, d)| d.points.map(|p| (p.to_vec(), None)))
+            .collect();
+        let need: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        if need.is_empty() {
+            return out;
+        }
+        let boxes: Vec<(&RgbImage, FaceBox)> = need.iter().map(|&i| (items[i].0, items[i].1.face)).collect();
+        for (&i, m) in need.iter().zip(self.landmarks(&boxes)) {
+            out[i] = m.map(|(points, crop)| (points, Some(crop)));
+        }
+        out
+    }
+
+    /// The recognition crop for a face: dlib's chip (from five or 68 landmarks), or face-api's
+    /// padded landmark box (68 landmarks and their crop only). `None` if it cannot be made.
+    pub fn align(
+        &self,
+        img: &RgbImage,
+        points: &[[f64; 2]],
+        crop: Option<Rect>,
+        out: &mut [f32],
+    ) -> Option<Option<Rect>> {
         let size = recognition::INPUT_SIZE;
-        match self.config.alignment {
-            Alignment::FaceApi => {
+        match (self.config.alignment, <&[[f64; 2]; 5]>::try_from(points)) {
+            (Alignment::DlibChip, Ok(five)) => {
+                let to_chip = align::five_point_chip_transform(five, size);
+                imageops::warp_affine(img, imageops::invert_affine(to_chip), size, out);
+                Some(None)
+            }
+            (Alignment::DlibChip, Err(_)) if points.len() == landmarks::NUM_POINTS => {
+                let to_chip = align::dlib_chip_transform(points, size);
+                imageops::warp_affine(img, imageops::invert_affine(to_chip), size, out);
+                Some(None)
+            }
+            (Alignment::FaceApi, Err(_)) if points.len() == landmarks::NUM_POINTS => {
+                let crop = crop?;
                 let rect = face_api_aligned_rect(points, crop.width, crop.height, img.width(), img.height())?;
                 imageops::crop_square_resize(img, rect, true, size, out);
                 Some(Some(rect))
             }
-            Alignment::DlibChip => {
-                let to_chip = dlib_chip_transform(points, size);
-                imageops::warp_affine(img, imageops::invert_affine(to_chip), size, out);
-                Some(None)
-            }
+            _ => None,
         }
     }
 
     /// Landmarks, alignment and descriptors for given faces.
-    pub fn describe(&self, items: &[(&RgbImage, FaceBox)], timings: &mut Timings) -> Vec<Option<Face>> {
+    pub fn describe(&self, items: &[(&RgbImage, Detected)], timings: &mut Timings) -> Vec<Option<Face>> {
         let (measured, embeddings) = self.measure(items, timings);
         let mut descriptors = host_rows(embeddings);
         measured
@@ -508,11 +539,11 @@ impl Engine {
     /// stay on the device: face `i`'s descriptor is row `measured[i].row` of the embeddings.
     fn measure(
         &self,
-        items: &[(&RgbImage, FaceBox)],
+        items: &[(&RgbImage, Detected)],
         timings: &mut Timings,
     ) -> (Vec<Option<Measured>>, Option<Tensor<2>>) {
         let t = Instant::now();
-        let marks = self.landmarks(items);
+        let marks = self.landmarks_of(items);
         timings.landmarks_ms += ms(t);
         let t = Instant::now();
         let size = recognition::INPUT_SIZE;
@@ -530,7 +561,7 @@ impl Engine {
                 continue;
             };
             out[i] = Some(Measured {
-                face: items[i].1,
+                face: items[i].1.face,
                 yaw: yaw(&points),
                 landmarks: points.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
                 aligned,
@@ -607,20 +638,20 @@ impl Engine {
             let t = Instant::now();
             let ok: Vec<usize> = (0..chunk.len()).filter(|&i| chunk[i].is_ok()).collect();
             let imgs: Vec<&RgbImage> = ok.iter().map(|&i| *chunk[i].as_ref().unwrap()).collect();
-            let mut detections = vec![Vec::new(); chunk.len()];
+            let mut detections: Vec<Vec<Detected>> = vec![Vec::new(); chunk.len()];
             for (&i, d) in ok.iter().zip(self.detect(&imgs)) {
                 detections[i] = d;
             }
             timings.detect_ms += ms(t);
             // Choose one face per image, or the reason there is none.
-            let chosen: Vec<Result<FaceBox, Rejection>> = (0..chunk.len())
+            let chosen: Vec<Result<Detected, Rejection>> = (0..chunk.len())
                 .map(|i| match chunk[i] {
                     Err(e) => Err(e.clone()),
                     Ok(img) => self.choose(&detections[i], pols[i], img.width(), img.height()),
                 })
                 .collect();
             let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
-            let faces_in: Vec<(&RgbImage, FaceBox)> = wanted
+            let faces_in: Vec<(&RgbImage, Detected)> = wanted
                 .iter()
                 .map(|&i| (*chunk[i].as_ref().unwrap(), *chosen[i].as_ref().unwrap()))
                 .collect();
@@ -646,9 +677,9 @@ impl Engine {
         (items, embeddings, timings)
     }
 
-    fn choose(&self, faces: &[FaceBox], policy: FacePolicy, img_w: u32, img_h: u32) -> Result<FaceBox, Rejection> {
-        let area = |f: &FaceBox| f.width * f.height;
-        let mut by_area: Vec<&FaceBox> = faces.iter().collect();
+    fn choose(&self, faces: &[Detected], policy: FacePolicy, img_w: u32, img_h: u32) -> Result<Detected, Rejection> {
+        let area = |f: &Detected| f.face.width * f.face.height;
+        let mut by_area: Vec<&Detected> = faces.iter().collect();
         by_area.sort_by(|a, b| area(b).total_cmp(&area(a)));
         let face = match (by_area.as_slice(), policy) {
             ([], _) => return Err(Rejection::NoFace),
@@ -660,16 +691,16 @@ impl Engine {
             }
             // Otherwise the largest face must be the photo's subject: the one covering its centre.
             ([first, ..], FacePolicy::Dominant)
-                if first.x <= img_w as f32 / 2.0
-                    && img_w as f32 / 2.0 <= first.x + first.width
-                    && first.y <= img_h as f32 / 2.0
-                    && img_h as f32 / 2.0 <= first.y + first.height =>
+                if first.face.x <= img_w as f32 / 2.0
+                    && img_w as f32 / 2.0 <= first.face.x + first.face.width
+                    && first.face.y <= img_h as f32 / 2.0
+                    && img_h as f32 / 2.0 <= first.face.y + first.face.height =>
             {
                 **first
             }
             (many, _) => return Err(Rejection::MultipleFaces { count: many.len() }),
         };
-        let size = face.width.min(face.height).max(0.0) as u32;
+        let size = face.face.width.min(face.face.height).max(0.0) as u32;
         if size < self.config.min_face_px {
             return Err(Rejection::FaceTooSmall {
                 size_px: size,
@@ -890,8 +921,11 @@ fn mean(points: &[[f64; 2]]) -> (f64, f64) {
     (x / n, y / n)
 }
 
-/// Eye centres, nose tip, mouth corners (iBUG-68 indices).
+/// Eye centres, nose tip, mouth corners: MTCNN's five as they are, or from iBUG's 68.
 pub fn five_points(p: &[[f64; 2]]) -> [(f64, f64); 5] {
+    if let [l, r, n, ml, mr] = p {
+        return [l, r, n, ml, mr].map(|q| (q[0], q[1]));
+    }
     [
         mean(&p[36..42]),
         mean(&p[42..48]),

@@ -1,11 +1,15 @@
-//! The verification pipeline: decode → detect → landmarks → align/crop → embed → compare.
+//! The verification pipeline: decode → detect (+ landmarks) → align → embed → compare.
 
+pub mod align;
 pub mod decode;
 pub mod device;
 pub mod engine;
 pub mod imageops;
+pub mod mtcnn;
 pub mod resident;
 
 pub use decode::decode;
 pub use device::{DeviceChoice, SelectedDevice};
-pub use engine::{BatchResult, DecodedPair, Engine, EngineError, Face, FacePolicy, wipe, wipe_pair};
+pub use engine::{
+    BatchResult, DecodedPair, Detected, Engine, EngineError, Face, FacePolicy, model_version, wipe, wipe_pair,
+};

@@ -3,12 +3,13 @@
 //! `data/reference-face-api.json` was produced by `tools/parity/reference.js` (face-api.js
 //! 1.7.15 on tfjs 4.22's cpu backend) from the PNG fixtures in `data/`, which both sides decode
 //! to identical pixels. Required: descriptors max |Δ| ≤ 1e-3 and cosine ≥ 0.9999 for the same
-//! input crop, detector boxes within 2 px, landmarks within 1 px.
+//! input crop, detector boxes within 2 px, landmarks within 1 px. These run face-api.js'
+//! pipeline (`face_api_config`), which stays selectable beside the MTCNN default.
 
 mod common;
 
 use common::{data, engine, read};
-use facegate_core::{Alignment, Config, FaceBox, Timings, cosine_similarity};
+use facegate_core::{Alignment, Config, Detector, FaceBox, RecognitionWeights, Timings, cosine_similarity};
 use facegate_models::recognition;
 use facegate_pipeline::{DeviceChoice, Engine, imageops};
 use serde_json::Value;
@@ -72,7 +73,7 @@ fn networks_match_face_api(device: DeviceChoice) {
     for full in [false, true] {
         let config = Config {
             full_landmarks: full,
-            ..Config::default()
+            ..face_api_config()
         };
         let Some(engine) = engine(device, config) else { return };
         for r in reference["results"].as_array().unwrap() {
@@ -106,8 +107,8 @@ fn networks_match_face_api(device: DeviceChoice) {
             let theirs = r["detections"].as_array().unwrap();
             assert_eq!(boxes.len(), theirs.len(), "{name}: number of detections");
             for (b, t) in boxes.iter().zip(theirs) {
-                assert!((b.score as f64 - t["score"].as_f64().unwrap()).abs() < 1e-3);
-                assert_box(b, face_box(&t["box"]), &format!("{name} detection"), 2.0);
+                assert!((b.face.score as f64 - t["score"].as_f64().unwrap()).abs() < 1e-3);
+                assert_box(&b.face, face_box(&t["box"]), &format!("{name} detection"), 2.0);
             }
         }
     }
@@ -155,10 +156,12 @@ fn networks_match_face_api_on_wgpu() {
     networks_match_face_api(DeviceChoice::Gpu);
 }
 
-/// face-api.js' own descriptor crop (our default is dlib's chip, which face-api.js lacks).
+/// face-api.js' own pipeline: its detector, landmarks, descriptor crop and uint8 weights.
 fn face_api_config() -> Config {
     Config {
+        detector: Detector::TinyFaceDetector,
         alignment: Alignment::FaceApi,
+        recognition_weights: RecognitionWeights::FaceApiUint8,
         ..Config::default()
     }
 }
