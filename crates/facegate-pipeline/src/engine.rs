@@ -322,18 +322,37 @@ impl Engine {
     /// first), or TinyFaceDetector's boxes (best first).
     pub fn detect(&self, images: &[&RgbImage]) -> Vec<Vec<Detected>> {
         match &self.models.localizer {
-            Localizer::Mtcnn(nets) => mtcnn::detect(nets, images, &self.mtcnn, self.device())
-                .into_iter()
-                .map(|faces| {
-                    faces
-                        .into_iter()
-                        .map(|d| Detected {
-                            face: d.face,
-                            points: Some(d.points),
-                        })
-                        .collect()
-                })
-                .collect(),
+            Localizer::Mtcnn(nets) => {
+                let mut found = mtcnn::detect(nets, images, &self.mtcnn, self.device());
+                // A face MTCNN misses is a person refused without a good reason: images where
+                // nothing was found are searched again with each looser set of thresholds.
+                for &thresholds in &self.config.mtcnn_retry_thresholds {
+                    let empty: Vec<usize> = (0..images.len()).filter(|&i| found[i].is_empty()).collect();
+                    if empty.is_empty() {
+                        break;
+                    }
+                    let settings = MtcnnSettings {
+                        thresholds,
+                        ..self.mtcnn
+                    };
+                    let again: Vec<&RgbImage> = empty.iter().map(|&i| images[i]).collect();
+                    for (&i, faces) in empty.iter().zip(mtcnn::detect(nets, &again, &settings, self.device())) {
+                        found[i] = faces;
+                    }
+                }
+                found
+                    .into_iter()
+                    .map(|faces| {
+                        faces
+                            .into_iter()
+                            .map(|d| Detected {
+                                face: d.face,
+                                points: Some(d.points),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
             Localizer::FaceApi { .. } => self
                 .detect_tiny(images)
                 .into_iter()
@@ -647,7 +666,7 @@ impl Engine {
             let chosen: Vec<Result<Detected, Rejection>> = (0..chunk.len())
                 .map(|i| match chunk[i] {
                     Err(e) => Err(e.clone()),
-                    Ok(img) => self.choose(&detections[i], pols[i], img.width(), img.height()),
+                    Ok(img) => choose(&self.config, &detections[i], pols[i], img.width(), img.height()),
                 })
                 .collect();
             let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
@@ -675,39 +694,6 @@ impl Engine {
         let embeddings = (!embeddings.is_empty()).then(|| Tensor::cat(embeddings, 0));
         timings.total_ms = ms(start);
         (items, embeddings, timings)
-    }
-
-    fn choose(&self, faces: &[Detected], policy: FacePolicy, img_w: u32, img_h: u32) -> Result<Detected, Rejection> {
-        let area = |f: &Detected| f.face.width * f.face.height;
-        let mut by_area: Vec<&Detected> = faces.iter().collect();
-        by_area.sort_by(|a, b| area(b).total_cmp(&area(a)));
-        let face = match (by_area.as_slice(), policy) {
-            ([], _) => return Err(Rejection::NoFace),
-            ([one], _) => **one,
-            ([first, second, ..], FacePolicy::Dominant)
-                if area(first) >= self.config.reference_dominance * area(second) =>
-            {
-                **first
-            }
-            // Otherwise the largest face must be the photo's subject: the one covering its centre.
-            ([first, ..], FacePolicy::Dominant)
-                if first.face.x <= img_w as f32 / 2.0
-                    && img_w as f32 / 2.0 <= first.face.x + first.face.width
-                    && first.face.y <= img_h as f32 / 2.0
-                    && img_h as f32 / 2.0 <= first.face.y + first.face.height =>
-            {
-                **first
-            }
-            (many, _) => return Err(Rejection::MultipleFaces { count: many.len() }),
-        };
-        let size = face.face.width.min(face.face.height).max(0.0) as u32;
-        if size < self.config.min_face_px {
-            return Err(Rejection::FaceTooSmall {
-                size_px: size,
-                min_px: self.config.min_face_px,
-            });
-        }
-        Ok(face)
     }
 
     fn check_quality(&self, face: &Measured) -> Result<(), Rejection> {
@@ -921,6 +907,60 @@ fn mean(points: &[[f64; 2]]) -> (f64, f64) {
     (x / n, y / n)
 }
 
+/// The face a photo is about, per policy, or why there is none (see
+/// `Config::reference_dominance`).
+pub fn choose(
+    config: &Config,
+    faces: &[Detected],
+    policy: FacePolicy,
+    img_w: u32,
+    img_h: u32,
+) -> Result<Detected, Rejection> {
+    let (w, h) = (img_w as f32, img_h as f32);
+    let size = |f: &Detected| f.face.width.min(f.face.height).max(0.0) as u32;
+    // A face cut by the border counts for the part in the picture: MTCNN boxes a
+    // bystander's half face as if the rest were there.
+    let area = |f: &Detected| {
+        let b = &f.face;
+        let cw = (b.x + b.width).min(w) - b.x.max(0.0);
+        let ch = (b.y + b.height).min(h) - b.y.max(0.0);
+        cw.max(0.0) * ch.max(0.0)
+    };
+    // Faces too small to verify do not make a photo ambiguous (a crowd far behind).
+    let mut usable: Vec<&Detected> = faces.iter().filter(|f| size(f) >= config.min_face_px).collect();
+    usable.sort_by(|a, b| area(b).total_cmp(&area(a)));
+    let covers_centre = |f: &&&Detected| {
+        let b = &f.face;
+        b.x <= w / 2.0 && w / 2.0 <= b.x + b.width && b.y <= h / 2.0 && h / 2.0 <= b.y + b.height
+    };
+    let off_centre = |f: &Detected| {
+        let b = &f.face;
+        (b.x + b.width / 2.0 - w / 2.0).powi(2) + (b.y + b.height / 2.0 - h / 2.0).powi(2)
+    };
+    match (usable.as_slice(), policy) {
+        ([], _) => match faces.iter().max_by(|a, b| size(a).cmp(&size(b))) {
+            None => Err(Rejection::NoFace),
+            Some(largest) => Err(Rejection::FaceTooSmall {
+                size_px: size(largest),
+                min_px: config.min_face_px,
+            }),
+        },
+        ([one], _) => Ok(**one),
+        ([first, second, ..], FacePolicy::Dominant) if area(first) >= config.reference_dominance * area(second) => {
+            Ok(**first)
+        }
+        // Otherwise the photo's subject is the face over its centre (the nearest one, if
+        // boxes overlap there), as dlib's pipeline picks it.
+        (many, FacePolicy::Dominant) => many
+            .iter()
+            .filter(covers_centre)
+            .min_by(|a, b| off_centre(a).total_cmp(&off_centre(b)))
+            .map(|f| **f)
+            .ok_or(Rejection::MultipleFaces { count: many.len() }),
+        (many, _) => Err(Rejection::MultipleFaces { count: many.len() }),
+    }
+}
+
 /// Eye centres, nose tip, mouth corners: MTCNN's five as they are, or from iBUG's 68.
 pub fn five_points(p: &[[f64; 2]]) -> [(f64, f64); 5] {
     if let [l, r, n, ml, mr] = p {
@@ -964,4 +1004,68 @@ pub fn face_api_aligned_rect(points: &[[f64; 2]], crop_w: u32, crop_h: u32, img_
     let y = (cy - 0.43 * size).max(0.0).floor();
     let (w, h) = (size.min(crop_w as f64 + x), size.min(crop_h as f64 + y));
     Rect::clip(x, y, w, h, img_w, img_h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face(x: f32, y: f32, width: f32, height: f32) -> Detected {
+        Detected::from(FaceBox {
+            x,
+            y,
+            width,
+            height,
+            score: 1.0,
+        })
+    }
+
+    #[test]
+    fn a_reference_takes_the_dominant_face_then_the_one_over_the_centre() {
+        let c = Config::default();
+        let subject = face(80.0, 60.0, 95.0, 125.0);
+        // A bystander cut by the border: its box (169×207) is larger than the subject's, but
+        // only 67×122 of it is in the 250×250 picture, so it does not dominate.
+        let cut = face(-102.0, 128.0, 169.0, 207.0);
+        assert_eq!(choose(&c, &[cut, subject], FacePolicy::Dominant, 250, 250), Ok(subject));
+        // Two boxes over the centre: the nearer one.
+        let off = face(107.0, 42.0, 110.0, 151.0);
+        let near = face(68.0, 63.0, 93.0, 134.0);
+        assert_eq!(choose(&c, &[off, near], FacePolicy::Dominant, 250, 250), Ok(near));
+        // A main photo twice the area of a ghost image, neither over the centre.
+        let main = face(10.0, 10.0, 100.0, 120.0);
+        let ghost = face(300.0, 100.0, 60.0, 70.0);
+        assert_eq!(choose(&c, &[ghost, main], FacePolicy::Dominant, 400, 250), Ok(main));
+        // Similar faces, none over the centre: refused.
+        let left = face(0.0, 0.0, 80.0, 90.0);
+        let right = face(300.0, 0.0, 80.0, 90.0);
+        assert_eq!(
+            choose(&c, &[left, right], FacePolicy::Dominant, 400, 250),
+            Err(Rejection::MultipleFaces { count: 2 })
+        );
+        // A probe must show one face, wherever the others are.
+        assert_eq!(
+            choose(&c, &[cut, subject], FacePolicy::Single, 250, 250),
+            Err(Rejection::MultipleFaces { count: 2 })
+        );
+    }
+
+    #[test]
+    fn faces_too_small_to_verify_do_not_count() {
+        let c = Config {
+            min_face_px: 32,
+            ..Config::default()
+        };
+        let subject = face(80.0, 60.0, 95.0, 125.0);
+        let far = face(10.0, 10.0, 20.0, 25.0);
+        assert_eq!(choose(&c, &[far, subject], FacePolicy::Single, 250, 250), Ok(subject));
+        assert_eq!(
+            choose(&c, &[far], FacePolicy::Single, 250, 250),
+            Err(Rejection::FaceTooSmall {
+                size_px: 20,
+                min_px: 32
+            })
+        );
+        assert_eq!(choose(&c, &[], FacePolicy::Dominant, 250, 250), Err(Rejection::NoFace));
+    }
 }

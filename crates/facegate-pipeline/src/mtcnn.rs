@@ -407,10 +407,13 @@ mod tests {
             cand([5.0, 0.0, 15.0, 10.0], 0.95),
             cand([0.0, 0.0, 4.0, 4.0], 0.8),
         ];
-        // IoU of the first two = 50/150; the small box is inside the first (IoU 0.16, Min 1.0).
+        // Union (no +1): IoU of the first two = 50/150, the small box inside the first 16/100.
         assert_eq!(nms_indices(&c, 0.3, Overlap::Union), vec![1, 2]);
         assert_eq!(nms_indices(&c, 0.5, Overlap::Union), vec![1, 0, 2]);
-        assert_eq!(nms_indices(&c, 0.5, Overlap::Min), vec![1, 0]);
+        // Min (+1 pixel, as facenet-pytorch): the first two 66/121, the small box 25/25.
+        assert_eq!(nms_indices(&c, 0.6, Overlap::Min), vec![1, 0]);
+        // A dropped box suppresses nothing: the first goes (66/121 > 0.5), so the small stays.
+        assert_eq!(nms_indices(&c, 0.5, Overlap::Min), vec![1, 2]);
     }
 
     #[test]

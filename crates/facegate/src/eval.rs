@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use facegate_core::{CalibratedPoint, Calibration, Descriptor, Rejection};
+use facegate_core::{CalibratedPoint, Calibration, Descriptor, Detector, Rejection};
 use facegate_eval::report::{self, BucketLimits, Comparison, Inputs, Quality, Report};
 use facegate_eval::{Scored, identities, metrics, read_pairs};
 use facegate_pipeline::{Face, FacePolicy};
@@ -167,7 +167,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     } else {
         (listed_scores, "the listed impostor pairs".to_string())
     };
-    let limits = BucketLimits::default();
+    let limits = match engine.config().detector {
+        Detector::Mtcnn => BucketLimits::default(),
+        Detector::TinyFaceDetector => BucketLimits::tiny_face_detector(),
+    };
     let limits = BucketLimits {
         small_face_px: args.small_face_px.unwrap_or(limits.small_face_px),
         blur_sharpness: args.blur_sharpness.unwrap_or(limits.blur_sharpness),
