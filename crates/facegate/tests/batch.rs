@@ -10,7 +10,7 @@ use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use facegate_batch::{ResultRow, read_output};
 use facegate_core::{Config, Decision};
-use facegate_pipeline::{DeviceChoice, Engine};
+use facegate_pipeline::{DeviceChoice, Engine, model_version};
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
@@ -140,7 +140,7 @@ fn check(rows: &[(String, &str, &str)], got: &[ResultRow], want: &[(Option<Decis
                 }
             }
         }
-        assert!(g.model.starts_with("face-api"), "{}", g.model);
+        assert_eq!(g.model, model_version(&Config::default()), "the default pipeline's id");
     }
 }
 

@@ -67,7 +67,14 @@ fn duplicates_across_identities_are_flagged() {
             (v["image"].as_str().unwrap().to_string(), d)
         })
         .collect();
-    let threshold = facegate_core::Config::default().threshold as f64;
+    // At the shipped DevTrain calibration's strict point (FMR 1e-3): at the best-accuracy
+    // threshold (FMR about 1 %) face-e.png, another woman, already scores 0.916 against alice.
+    let calibration = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/calibration/mtcnn-dlib-resnet-v1-f32.lfw-devtrain.toml");
+    let threshold = facegate_core::Calibration::read(&calibration)
+        .unwrap()
+        .threshold(Some("fmr_1e-3"))
+        .unwrap() as f64;
     let mut want: BTreeMap<usize, BTreeMap<usize, f64>> = BTreeMap::new();
     for (i, (id_i, p_i)) in list.iter().enumerate() {
         for (j, (id_j, p_j)) in list.iter().enumerate() {
@@ -91,7 +98,18 @@ fn duplicates_across_identities_are_flagged() {
         assert!(std::env::var_os("FACEGATE_REQUIRE_WGPU").is_none(), "no wgpu adapter");
     }
     for device in devices {
-        let out = facegate(&["dedup", path.to_str().unwrap(), "--k", "7", "--device", device]);
+        let out = facegate(&[
+            "dedup",
+            path.to_str().unwrap(),
+            "--k",
+            "7",
+            "--device",
+            device,
+            "--calibration",
+            calibration.to_str().unwrap(),
+            "--operating-point",
+            "fmr_1e-3",
+        ]);
         let summary = &out.last().unwrap()["summary"];
         assert_eq!(summary["photos"], 8, "{device}");
         assert_eq!(summary["templates"], 6, "{device}");
