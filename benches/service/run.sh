@@ -2,11 +2,12 @@
 # Service load measurements (benches/README.md, "Service"): dynamic batching against
 # max_batch = 1 at the same concurrency, then latency as the offered rate rises.
 #   benches/service/run.sh [--device cpu|gpu] [--requests N] [--concurrency C] [--rates "2 4 8"]
+#                          [--batches "1 8"] [--config FILE]   (FILE: an engine config, e.g. another pipeline)
 # Needs target/release/facegate (cargo build --release -p facegate). Prints one JSON line per run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${FACEGATE_BIN:-target/release/facegate}
-DEVICE=cpu; REQUESTS=160; CONCURRENCY=16; RATES="1 2 3 4 6"; BATCHES="1 8"
+DEVICE=cpu; REQUESTS=160; CONCURRENCY=16; RATES="1 2 3 4 6"; BATCHES="1 8"; CONFIG=()
 while [ $# -gt 0 ]; do
   case $1 in
     --device) DEVICE=$2; shift 2;;
@@ -14,13 +15,14 @@ while [ $# -gt 0 ]; do
     --concurrency) CONCURRENCY=$2; shift 2;;
     --rates) RATES=$2; shift 2;;
     --batches) BATCHES=$2; shift 2;;
+    --config) CONFIG=(--config "$2"); shift 2;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
 
 start_server() { # max_batch → sets ADDR and PID
   local log; log=$(mktemp)
-  "$BIN" serve --device "$DEVICE" --bind 127.0.0.1:0 --max-batch "$1" --log-file /dev/null 2>"$log" &
+  "$BIN" serve "${CONFIG[@]}" --device "$DEVICE" --bind 127.0.0.1:0 --max-batch "$1" --log-file /dev/null 2>"$log" &
   PID=$!
   for _ in $(seq 600); do
     ADDR=$(sed -n 's/^facegate: listening on //p' "$log")

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use facegate_core::{
-    Alignment, Calibration, Config, ConfigError, Decision, Descriptor, Detector, FaceBox, Reason, RecognitionWeights,
-    Rejection, Role, Timings, Verification, cosine_similarity,
+    Alignment, Calibration, ChipTargets, Config, ConfigError, Decision, Descriptor, Detector, FaceBox, Reason,
+    RecognitionWeights, Rejection, Role, Timings, Verification, cosine_similarity,
 };
 use facegate_kernels::{Gallery, KernelError, MAX_K, Matcher, Storage, reference};
 use facegate_models::{
@@ -102,9 +102,10 @@ pub fn model_version(c: &Config) -> String {
         (Detector::TinyFaceDetector, false) => "tinyface+lm68tiny-face-api-1.7.15",
         (Detector::TinyFaceDetector, true) => "tinyface+lm68-face-api-1.7.15",
     };
-    let alignment = match c.alignment {
-        Alignment::DlibChip => "dlib-chip-150",
-        Alignment::FaceApi => "face-api-box-150",
+    let alignment = match (c.alignment, c.detector, c.chip_targets) {
+        (Alignment::DlibChip, Detector::Mtcnn, ChipTargets::Measured) => "dlib-chip-150-mtcnn-targets",
+        (Alignment::DlibChip, _, _) => "dlib-chip-150",
+        (Alignment::FaceApi, _, _) => "face-api-box-150",
     };
     let weights = match c.recognition_weights {
         RecognitionWeights::DlibFloat => "dlib-resnet-v1-f32",
@@ -525,7 +526,7 @@ impl Engine {
         let size = recognition::INPUT_SIZE;
         match (self.config.alignment, <&[[f64; 2]; 5]>::try_from(points)) {
             (Alignment::DlibChip, Ok(five)) => {
-                let to_chip = align::five_point_chip_transform(five, size);
+                let to_chip = align::five_point_chip_transform(five, size, self.config.chip_targets);
                 imageops::warp_affine(img, imageops::invert_affine(to_chip), size, out);
                 Some(None)
             }

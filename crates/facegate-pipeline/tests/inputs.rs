@@ -5,7 +5,7 @@ mod common;
 
 use common::{data, engine, read, shared};
 use facegate_core::{Config, Decision, Rejection};
-use facegate_pipeline::{DeviceChoice, FacePolicy, decode};
+use facegate_pipeline::{DeviceChoice, Engine, FacePolicy, decode, model_version};
 
 fn rejection(name: &str) -> Rejection {
     decode(&read(&data(name)), Config::default().max_pixels).expect_err(name)
@@ -328,4 +328,48 @@ fn a_face_the_first_pass_misses_is_found_by_the_retry() {
     // The face is the portrait's, in the middle of the 250×250 crop.
     let b = face.face;
     assert!(b.x < 125.0 && 125.0 < b.x + b.width && b.width > 80.0, "{b:?}");
+}
+
+/// The shipped DevTrain calibration drives the default engine; the same thresholds labelled
+/// with the face-api.js pipeline's id (what a deployment calibrated before MTCNN holds) are
+/// refused by the default engine and accepted only by that pipeline.
+#[test]
+fn a_calibration_is_accepted_only_by_its_own_pipeline() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/calibration/mtcnn-dlib-resnet-v1-f32.lfw-devtrain.toml");
+    let calibrated = |path: &std::path::Path, config: Config| {
+        Engine::new(
+            Config {
+                calibration: Some(path.to_path_buf()),
+                operating_point: Some("fmr_1e-3".into()),
+                ..config
+            },
+            DeviceChoice::Cpu,
+        )
+    };
+    let engine = calibrated(&shipped, Config::default()).expect("the default engine takes it");
+    let want = facegate_core::Calibration::read(&shipped)
+        .unwrap()
+        .threshold(Some("fmr_1e-3"))
+        .unwrap();
+    assert_eq!(engine.config().threshold, want);
+
+    let old = Config {
+        detector: facegate_core::Detector::TinyFaceDetector,
+        recognition_weights: facegate_core::RecognitionWeights::FaceApiUint8,
+        ..Config::default()
+    };
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let relabelled = text.replace(&model_version(&Config::default()), &model_version(&old));
+    assert_ne!(text, relabelled);
+    let dir = std::env::temp_dir().join(format!("facegate-cal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.toml");
+    std::fs::write(&path, relabelled).unwrap();
+    let refused = calibrated(&path, Config::default());
+    let accepted = calibrated(&path, old);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = refused.err().expect("refused by model id").to_string();
+    assert!(err.contains(&model_version(&Config::default())), "{err}");
+    assert!(accepted.is_ok());
 }

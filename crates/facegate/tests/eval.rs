@@ -4,9 +4,15 @@ mod common;
 
 use common::{cosine, run, shared};
 
-/// Regression floors under the measured values (README "Accuracy"): LFW DevTest 97.9 % at the
-/// DevTrain threshold, faces-labeled EER 0.0 %. The issue's 99.0 % target is not reached yet.
-const MIN_LFW_ACCURACY: f64 = 0.975;
+/// Regression floors under the measured values (README "Accuracy"; MTCNN, five-point dlib chip,
+/// dlib's float ResNet): LFW DevTest 98.9 % at the DevTrain threshold, 99.0 % best, FNMR 6.0 % at
+/// FMR 1e-3 all-vs-all, no failure to detect; faces-labeled EER 0.06 %. The accuracy and FNMR
+/// bounds are dlib's own pipeline on the same pairs (issue 12: 98.7 % measured here with
+/// `tools/reference/dlib_pipeline_eval.py`, FNMR 6.4 % as the issue measured it).
+const MIN_LFW_ACCURACY: f64 = 0.985;
+const MIN_LFW_BEST_ACCURACY: f64 = 0.987;
+const MAX_LFW_FNMR_AT_FMR_1E3: f64 = 0.064;
+const MAX_LFW_FAILURE_TO_DETECT: f64 = 0.003;
 const MAX_FACES_LABELED_EER: f64 = 0.01;
 
 fn eval(pairs: &str, extra: &[&str]) -> serde_json::Value {
@@ -19,14 +25,23 @@ fn eval(pairs: &str, extra: &[&str]) -> serde_json::Value {
 #[test]
 #[ignore = "needs ../shared/data"]
 fn lfw_dev_test_accuracy_and_failure_to_detect() {
-    let v = eval("lfw-view1/pairsDevTest.txt", &[]);
-    eprintln!("{v}");
+    let v = eval("lfw-view1/pairsDevTest.txt", &["--all-pairs"]);
     let m = &v["pairs"];
     assert_eq!(m["pairs"], 1000);
     let ftd = v["failure_to_detect_rate"].as_f64().unwrap();
-    assert!(ftd <= 0.005, "failure to detect {ftd}");
+    assert!(ftd <= MAX_LFW_FAILURE_TO_DETECT, "failure to detect {ftd}");
     let acc = m["accuracy"].as_f64().unwrap();
     assert!(acc >= MIN_LFW_ACCURACY, "accuracy {acc}");
+    let best = m["best_accuracy"].as_f64().unwrap();
+    assert!(best >= MIN_LFW_BEST_ACCURACY, "best accuracy {best}");
+    let strict = v["operating_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "fmr_1e-3")
+        .expect("fmr_1e-3 resolved with all-vs-all impostors");
+    let fnmr = strict["fnmr"].as_f64().unwrap();
+    assert!(fnmr <= MAX_LFW_FNMR_AT_FMR_1E3, "FNMR at FMR 1e-3: {fnmr}");
 }
 
 #[test]
