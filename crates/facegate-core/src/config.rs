@@ -192,7 +192,7 @@ impl Config {
         if self.detector_zoom_out.iter().any(|&z| !(0.0..=4.0).contains(&z)) {
             return bad("detector_zoom_out fractions must be in [0, 4]");
         }
-        if !(self.mtcnn_min_face_px >= 12.0) || !(0.0..1.0).contains(&self.mtcnn_min_face_fraction) {
+        if !(12.0..=f64::MAX).contains(&self.mtcnn_min_face_px) || !(0.0..1.0).contains(&self.mtcnn_min_face_fraction) {
             return bad("mtcnn_min_face_px must be at least 12 (P-Net's window) and mtcnn_min_face_fraction in [0, 1)");
         }
         if !(0.1..0.95).contains(&self.mtcnn_factor) {

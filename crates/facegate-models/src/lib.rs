@@ -68,10 +68,11 @@ pub enum RecognitionChoice {
 /// The networks that find faces.
 #[derive(Debug)]
 pub enum Localizer {
-    Mtcnn(mtcnn::Mtcnn),
+    // Boxed: the module trees are kilobytes each, and of different sizes.
+    Mtcnn(Box<mtcnn::Mtcnn>),
     FaceApi {
-        detector: TinyFaceDetector,
-        landmarks: FaceLandmark68Net,
+        detector: Box<TinyFaceDetector>,
+        landmarks: Box<FaceLandmark68Net>,
     },
 }
 
@@ -92,20 +93,20 @@ impl FaceModels {
     ) -> Result<Self, ModelError> {
         let st = Weights::from_safetensors;
         let localizer = match detector {
-            DetectorChoice::Mtcnn => Localizer::Mtcnn(mtcnn::Mtcnn::load(
+            DetectorChoice::Mtcnn => Localizer::Mtcnn(Box::new(mtcnn::Mtcnn::load(
                 &st(embedded::MTCNN_PNET)?,
                 &st(embedded::MTCNN_RNET)?,
                 &st(embedded::MTCNN_ONET)?,
                 device,
-            )?),
+            )?)),
             DetectorChoice::TinyFace(variant) => {
                 let lm = match variant {
                     LandmarkVariant::Full => embedded::FACE_LANDMARK_68,
                     LandmarkVariant::Tiny => embedded::FACE_LANDMARK_68_TINY,
                 };
                 Localizer::FaceApi {
-                    detector: TinyFaceDetector::load(&st(embedded::TINY_FACE_DETECTOR)?, device)?,
-                    landmarks: FaceLandmark68Net::load(&st(lm)?, variant, device)?,
+                    detector: Box::new(TinyFaceDetector::load(&st(embedded::TINY_FACE_DETECTOR)?, device)?),
+                    landmarks: Box::new(FaceLandmark68Net::load(&st(lm)?, variant, device)?),
                 }
             }
         };

@@ -95,6 +95,9 @@ pub struct Engine {
     mtcnn: MtcnnSettings,
 }
 
+/// A face's landmarks in image pixels, and the crop the landmark net saw (face-api only).
+type Landmarks = (Vec<[f64; 2]>, Option<Rect>);
+
 /// The id of a pipeline's models, written into calibrations, reports and audit records.
 pub fn model_version(c: &Config) -> String {
     let detector = match (c.detector, c.full_landmarks) {
@@ -498,7 +501,7 @@ impl Engine {
 
     /// Each face's landmarks: MTCNN's five as detected, or face-api's 68 with the crop they
     /// were found in; `None` where there are none.
-    fn landmarks_of(&self, items: &[(&RgbImage, Detected)]) -> Vec<Option<(Vec<[f64; 2]>, Option<Rect>)>> {
+    fn landmarks_of(&self, items: &[(&RgbImage, Detected)]) -> Vec<Option<Landmarks>> {
         let mut out: Vec<_> = items
             .iter()
             .map(|(_, d)| d.points.map(|p| (p.to_vec(), None)))

@@ -107,7 +107,7 @@ pub fn detect(nets: &Mtcnn, images: &[&RgbImage], s: &MtcnnSettings, device: &De
             points,
         ));
     }
-    for img in 0..images.len() {
+    for (img, slot) in out.iter_mut().enumerate() {
         let (cands, points): (Vec<Candidate>, Vec<[[f64; 2]; 5]>) =
             finals.iter().filter(|(c, _)| c.img == img).copied().unzip();
         let keep = nms_indices(&cands, 0.7, Overlap::Min);
@@ -128,7 +128,7 @@ pub fn detect(nets: &Mtcnn, images: &[&RgbImage], s: &MtcnnSettings, device: &De
             })
             .collect();
         faces.sort_by(|a, b| (b.face.width * b.face.height).total_cmp(&(a.face.width * a.face.height)));
-        out[img] = faces;
+        *slot = faces;
     }
     out
 }
@@ -266,7 +266,8 @@ fn crops(images: &[&RgbImage], candidates: &[Candidate], size: usize) -> (Vec<f3
         let (w, h) = (img.width() as i64, img.height() as i64);
         let [x, y, ex, ey] = c.b.map(|v| v.trunc() as i64);
         let (x, y, ex, ey) = (x.max(1), y.max(1), ex.min(w), ey.min(h));
-        if ey <= y - 1 || ex <= x - 1 {
+        // facenet-pytorch's `ey > y - 1 or ex > x - 1` (1-based), negated.
+        if ey < y || ex < x {
             continue;
         }
         let start = input.len();
