@@ -1,5 +1,6 @@
-//! Engine configuration (TOML or JSON via serde). Every default is either face-api's own
-//! setting or a value measured on LFW's DevTrain split (see README).
+//! Engine configuration (TOML or JSON via serde). Every default is either the source
+//! library's own setting (facenet-pytorch's MTCNN, dlib's chip, face-api's detector) or a value
+//! measured on LFW's DevTrain split (see README).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,8 @@
 //! The face networks in burn (MTCNN from facenet-pytorch; dlib's ResNet; the networks of
-//! `@vladmandic/face-api` 1.7.15), on any burn `Device` (flex on
-//! the CPU, wgpu on a GPU or lavapipe). Inputs are NCHW RGB batches in 0..255; each network
-//! applies its own normalisation.
+//! `@vladmandic/face-api` 1.7.15), on any burn `Device` (flex on the CPU, wgpu on a GPU or
+//! lavapipe). Inputs are NCHW RGB batches: in 0..255 for the face-api networks and the ResNet,
+//! which normalise themselves; MTCNN's nets take facenet-pytorch's `(x − 127.5) / 128`, applied
+//! while its crops are resampled.
 
 pub mod detector;
 pub mod landmarks;

@@ -221,3 +221,26 @@ fn descriptors_match_dlib_on_cpu() {
 fn descriptors_match_dlib_on_wgpu() {
     descriptors_match_dlib(DeviceChoice::Gpu);
 }
+
+/// Close-ups: dlib's own 150 px chips, where the face fills the frame and runs past its top
+/// edge (an ID-portrait crop, a selfie held close). MTCNN finds exactly one face in each, and it
+/// verifies as the person of the photo the chip was cut from.
+#[test]
+fn close_ups_that_fill_the_frame_are_found_and_verified() {
+    let engine = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    for (chip, photo) in [
+        ("dlib-chips/face-a-png.png", "face-a.png"),
+        ("dlib-chips/face-b-png.png", "face-b.png"),
+        ("dlib-chips/face-c-png.png", "face-c.png"),
+        ("dlib-chips/face-d-png.png", "face-d.png"),
+        ("dlib-chips/face-e-png.png", "face-e.png"),
+    ] {
+        let img = decode(&read(&data(chip)), u64::MAX).unwrap();
+        let faces = engine.detect(&[&img]).remove(0);
+        assert_eq!(faces.len(), 1, "{chip}: {faces:?}");
+        let b = faces[0].face;
+        assert!(b.width > 0.6 * img.width() as f32, "{chip}: {b:?}");
+        let v = engine.verify(&[(&read(&data(chip)), &read(&data(photo)))]).remove(0);
+        assert_eq!(v.decision, facegate_core::Decision::Match, "{chip}: {:?}", v.score);
+    }
+}

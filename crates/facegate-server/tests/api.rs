@@ -211,7 +211,7 @@ async fn bad_requests_get_typed_errors() {
         ),
     ];
     for (name, req, status, code) in cases.drain(..) {
-        let resp = req.send().await.unwrap();
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(resp.status(), status, "{name}");
         let body: Value = resp.json().await.unwrap();
         schemas.check("ErrorResponse", &body);
