@@ -303,7 +303,7 @@ async fn verify_rows(
     rows: Vec<Result<InputRow, (String, String)>>,
 ) -> Vec<ResultRow> {
     let engine = scheduler.backend().engine();
-    let (threshold, model) = (engine.config().threshold, engine.model_version().to_string());
+    let (threshold, model) = (engine.threshold(), engine.model_version().to_string());
     // Keep at most a queue's worth in flight, so the job is never refused as overloaded.
     let room = Arc::new(tokio::sync::Semaphore::new(scheduler.config().queue_capacity));
     let tasks: Vec<_> = rows

@@ -4,17 +4,21 @@
 //! which normalise themselves; MTCNN's nets take facenet-pytorch's `(x − 127.5) / 128`, applied
 //! while its crops are resampled.
 
+pub mod card;
 pub mod detector;
 pub mod landmarks;
 pub mod mtcnn;
 pub mod recognition;
+pub mod registry;
 pub mod weights;
 
 use burn::prelude::*;
 
+pub use card::{Card, Task, Template};
 pub use detector::TinyFaceDetector;
 pub use landmarks::{FaceLandmark68Net, LandmarkVariant};
 pub use recognition::FaceRecognitionNet;
+pub use registry::{Embedder, Registry};
 pub use weights::Weights;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,8 @@ pub enum ModelError {
     Format(#[from] facegate_tfjs::TfjsError),
     #[error("weight `{0}` is missing")]
     MissingWeight(String),
+    #[error("model registry: {0}")]
+    Registry(String),
     #[error("weight `{name}` has shape {found:?}, the architecture needs {expected:?}")]
     WeightShape {
         name: String,
@@ -46,6 +52,9 @@ pub mod embedded {
     pub const MTCNN_PNET: &[u8] = include_bytes!("../../../models/mtcnn_pnet.safetensors");
     pub const MTCNN_RNET: &[u8] = include_bytes!("../../../models/mtcnn_rnet.safetensors");
     pub const MTCNN_ONET: &[u8] = include_bytes!("../../../models/mtcnn_onet.safetensors");
+    /// faceplugin's MobileFaceNet-512 (npm faceplugin-face-recognition-js 0.0.1), as shipped.
+    pub const FACEPLUGIN_MOBILEFACENET_512: &[u8] =
+        include_bytes!("../../../models/faceplugin-mobilefacenet-512/fr_feature.onnx");
 }
 
 /// Which detector finds faces and their landmarks.
@@ -55,15 +64,6 @@ pub enum DetectorChoice {
     Mtcnn,
     /// face-api.js: TinyFaceDetector boxes, then 68 landmarks per box.
     TinyFace(LandmarkVariant),
-}
-
-/// Which weights the recognition network runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecognitionChoice {
-    /// dlib's float weights and input scaling (/256).
-    DlibFloat,
-    /// face-api.js' uint8-quantised copy and its scaling (/255), for face-api.js parity.
-    FaceApiUint8,
 }
 
 /// The networks that find faces.
@@ -81,15 +81,16 @@ pub enum Localizer {
 #[derive(Debug)]
 pub struct FaceModels {
     pub localizer: Localizer,
-    pub recognition: FaceRecognitionNet,
+    pub embedder: Embedder,
     pub device: Device,
 }
 
 impl FaceModels {
-    /// The embedded weights.
-    pub fn embedded(
+    /// The embedded detector and the registry's embedder `embedder`.
+    pub fn load(
         detector: DetectorChoice,
-        recognition: RecognitionChoice,
+        registry: &Registry,
+        embedder: &str,
         device: &Device,
     ) -> Result<Self, ModelError> {
         let st = Weights::from_safetensors;
@@ -111,15 +112,9 @@ impl FaceModels {
                 }
             }
         };
-        let recognition = match recognition {
-            RecognitionChoice::DlibFloat => {
-                FaceRecognitionNet::load(&st(embedded::DLIB_RESNET)?, device)?.with_input_divisor(256.0)
-            }
-            RecognitionChoice::FaceApiUint8 => FaceRecognitionNet::load(&st(embedded::FACE_RECOGNITION)?, device)?,
-        };
         Ok(Self {
             localizer,
-            recognition,
+            embedder: registry.embedder(embedder, device)?,
             device: device.clone(),
         })
     }

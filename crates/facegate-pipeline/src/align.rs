@@ -153,6 +153,17 @@ pub fn arcface_transform(points: &[[f64; 2]; 5], size: usize) -> [f64; 6] {
     imageops::similarity(&from, &to)
 }
 
+/// MTCNN's five points (eye centres, nose tip, mouth corners; image left first) from 68 iBUG
+/// landmarks: the eye contours' means, point 30, points 48 and 54.
+pub fn five_from_68(p: &[[f64; 2]]) -> [[f64; 2]; 5] {
+    let mean = |r: std::ops::Range<usize>| {
+        let n = r.len() as f64;
+        let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + p[i][0], y + p[i][1]));
+        [x / n, y / n]
+    };
+    [mean(36..42), mean(42..48), p[30], p[48], p[54]]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

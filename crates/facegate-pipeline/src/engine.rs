@@ -9,12 +9,11 @@ use std::time::Instant;
 use burn::prelude::*;
 use facegate_core::{
     Alignment, Calibration, ChipTargets, Config, ConfigError, Decision, Descriptor, Detector, FaceBox, Reason,
-    RecognitionWeights, Rejection, Role, Timings, Verification, cosine_similarity,
+    Rejection, Role, Timings, Verification, cosine_similarity,
 };
 use facegate_kernels::{Gallery, KernelError, MAX_K, Matcher, Storage, reference};
 use facegate_models::{
-    DetectorChoice, FaceModels, LandmarkVariant, Localizer, ModelError, RecognitionChoice, detector, landmarks,
-    recognition,
+    DetectorChoice, FaceModels, LandmarkVariant, Localizer, ModelError, Registry, Template, detector, landmarks,
 };
 use image::RgbImage;
 use zeroize::Zeroize;
@@ -78,7 +77,7 @@ pub enum EngineError {
     Device(String),
     #[error("model: {0}")]
     Model(#[from] ModelError),
-    #[error("configuration: {0}")]
+    #[error(transparent)]
     Config(#[from] facegate_core::ConfigError),
 }
 
@@ -92,29 +91,42 @@ pub struct Engine {
     fallbacks: AtomicU64,
     /// Names the detector, alignment and weights: scores (and so thresholds) belong to all three.
     model_version: String,
+    /// Where a score becomes a match (cosine similarity).
+    threshold: f32,
     mtcnn: MtcnnSettings,
 }
 
 /// A face's landmarks in image pixels, and the crop the landmark net saw (face-api only).
 type Landmarks = (Vec<[f64; 2]>, Option<Rect>);
 
-/// The id of a pipeline's models, written into calibrations, reports and audit records.
+/// The id of a pipeline's models, written into calibrations, reports and audit records:
+/// detector, alignment, embedder. An embedder from the registry is named with the start of its
+/// sha256, so a calibration fits one file, not one name.
 pub fn model_version(c: &Config) -> String {
+    let registry = Registry::with_dir(c.models_dir.as_deref()).unwrap_or_else(|_| Registry::builtin());
+    let card = registry.get(&c.embedder).map(|e| &e.card);
     let detector = match (c.detector, c.full_landmarks) {
         (Detector::Mtcnn, _) => "mtcnn-facenet-pytorch-2.6.0",
         (Detector::TinyFaceDetector, false) => "tinyface+lm68tiny-face-api-1.7.15",
         (Detector::TinyFaceDetector, true) => "tinyface+lm68-face-api-1.7.15",
     };
-    let alignment = match (c.alignment, c.detector, c.chip_targets) {
-        (Alignment::DlibChip, Detector::Mtcnn, ChipTargets::Measured) => "dlib-chip-150-mtcnn-targets",
-        (Alignment::DlibChip, _, _) => "dlib-chip-150",
-        (Alignment::FaceApi, _, _) => "face-api-box-150",
+    let template = card.and_then(|c| c.template).unwrap_or(Template::DlibChip150);
+    let alignment = match (template, c.alignment, c.detector, c.chip_targets) {
+        (Template::Arcface112, ..) => "arcface-112",
+        (Template::DlibChip150, Alignment::DlibChip, Detector::Mtcnn, ChipTargets::Measured) => {
+            "dlib-chip-150-mtcnn-targets"
+        }
+        (Template::DlibChip150, Alignment::DlibChip, _, _) => "dlib-chip-150",
+        (Template::DlibChip150, Alignment::FaceApi, _, _) => "face-api-box-150",
     };
-    let weights = match c.recognition_weights {
-        RecognitionWeights::DlibFloat => "dlib-resnet-v1-f32",
-        RecognitionWeights::FaceApiUint8 => "dlib-resnet-v1-face-api-uint8",
+    // The two dlib builds keep the ids their calibrations were written with.
+    let embedder = match (c.embedder.as_str(), card) {
+        ("dlib-resnet-v1", _) => "dlib-resnet-v1-f32".to_string(),
+        ("dlib-resnet-v1-face-api-uint8", _) => "dlib-resnet-v1-face-api-uint8".to_string(),
+        (name, Some(card)) => format!("{name}@{}", &card.sha256[..12.min(card.sha256.len())]),
+        (name, None) => name.to_string(),
     };
-    format!("{detector}/{alignment}/{weights}")
+    format!("{detector}/{alignment}/{embedder}")
 }
 
 /// A (probe, reference) pair after decoding: each photo, or why it could not be decoded.
@@ -140,7 +152,7 @@ impl Engine {
                     calibration.model
                 ))));
             }
-            config.threshold = calibration.threshold(config.operating_point.as_deref())?;
+            config.threshold = Some(calibration.threshold(config.operating_point.as_deref())?);
         }
         let device = select(device).map_err(EngineError::Device)?;
         let detector = match config.detector {
@@ -148,11 +160,20 @@ impl Engine {
             Detector::TinyFaceDetector if config.full_landmarks => DetectorChoice::TinyFace(LandmarkVariant::Full),
             Detector::TinyFaceDetector => DetectorChoice::TinyFace(LandmarkVariant::Tiny),
         };
-        let weights = match config.recognition_weights {
-            RecognitionWeights::DlibFloat => RecognitionChoice::DlibFloat,
-            RecognitionWeights::FaceApiUint8 => RecognitionChoice::FaceApiUint8,
-        };
-        let models = FaceModels::embedded(detector, weights, &device.device)?;
+        let registry = Registry::with_dir(config.models_dir.as_deref())?;
+        let models = FaceModels::load(detector, &registry, &config.embedder, &device.device)?;
+        // A calibration's threshold (set above), else the configured one, else the embedder's.
+        let threshold = config.threshold.or(models.embedder.card.threshold).ok_or_else(|| {
+            EngineError::Config(ConfigError::Invalid(format!(
+                "model {} has no threshold of its own: set `threshold` (--threshold) or a calibration",
+                config.embedder
+            )))
+        })?;
+        if models.embedder.card.template == Some(Template::Arcface112) && config.alignment == Alignment::FaceApi {
+            return Err(EngineError::Config(ConfigError::Invalid(
+                "alignment = \"face_api\" makes 150 px dlib crops; this embedder takes the ArcFace template".into(),
+            )));
+        }
         let mtcnn = MtcnnSettings {
             min_face_px: config.mtcnn_min_face_px,
             min_face_fraction: config.mtcnn_min_face_fraction,
@@ -166,6 +187,7 @@ impl Engine {
             .map(|w| Matcher::with_device(w.device.clone(), w.queue.clone(), device.label.clone()));
         Ok(Self {
             models,
+            threshold,
             model_version: model_version(&config),
             config,
             device,
@@ -298,6 +320,11 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The decision threshold: the calibration's, the configured one, or the embedder's own.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
     }
 
     /// Whether the networks run on wgpu (a GPU, or lavapipe) rather than the CPU backend.
@@ -486,17 +513,22 @@ impl Engine {
         out
     }
 
-    /// Descriptors for 150×150 planar RGB crops, one network call.
+    /// Descriptors for planar RGB crops of the embedder's input size, one network call.
     pub fn embed_crops(&self, crops: Vec<f32>) -> Vec<Descriptor> {
         self.embed(crops).map_or_else(Vec::new, to_host)
     }
 
-    /// The recognition network's output for 150×150 planar RGB crops, `[n, 128]`, left on the
-    /// device; `None` for no crops.
+    /// The embedder's input side, in pixels (its card's).
+    pub fn crop_size(&self) -> usize {
+        self.models.embedder.input_size()
+    }
+
+    /// The embedding network's output for planar RGB crops, `[n, dim]`, left on the device;
+    /// `None` for no crops.
     fn embed(&self, crops: Vec<f32>) -> Option<Tensor<2>> {
-        let size = recognition::INPUT_SIZE;
+        let size = self.crop_size();
         let n = crops.len() / (3 * size * size);
-        (n > 0).then(|| self.models.recognition.forward(self.batch(crops, n, size)))
+        (n > 0).then(|| self.models.embedder.forward(self.batch(crops, n, size)))
     }
 
     /// Each face's landmarks: MTCNN's five as detected, or face-api's 68 with the crop they
@@ -526,7 +558,17 @@ impl Engine {
         crop: Option<Rect>,
         out: &mut [f32],
     ) -> Option<Option<Rect>> {
-        let size = recognition::INPUT_SIZE;
+        let size = self.crop_size();
+        if self.models.embedder.card.template == Some(Template::Arcface112) {
+            let five = match <&[[f64; 2]; 5]>::try_from(points) {
+                Ok(five) => *five,
+                Err(_) if points.len() == landmarks::NUM_POINTS => align::five_from_68(points),
+                Err(_) => return None,
+            };
+            let to_input = align::arcface_transform(&five, size);
+            imageops::warp_affine(img, imageops::invert_affine(to_input), size, out);
+            return Some(None);
+        }
         match (self.config.alignment, <&[[f64; 2]; 5]>::try_from(points)) {
             (Alignment::DlibChip, Ok(five)) => {
                 let to_chip = align::five_point_chip_transform(five, size, self.config.chip_targets);
@@ -569,7 +611,7 @@ impl Engine {
         let marks = self.landmarks_of(items);
         timings.landmarks_ms += ms(t);
         let t = Instant::now();
-        let size = recognition::INPUT_SIZE;
+        let size = self.crop_size();
         let plane = 3 * size * size;
         let mut crops = Vec::new();
         let mut out: Vec<Option<Measured>> = vec![None; items.len()];
@@ -811,7 +853,7 @@ impl Engine {
         score: Option<f32>,
         timings: Timings,
     ) -> Verification {
-        let threshold = self.config.threshold;
+        let threshold = self.threshold;
         let mut reasons = Vec::new();
         let (probe_face, reference_face) = (probe.as_ref().ok().copied(), reference.as_ref().ok().copied());
         if let Err(e) = probe {
@@ -863,11 +905,9 @@ impl Measured {
 
 /// Read embeddings back to the host, one descriptor per row; the flat copy is wiped.
 fn to_host(embeddings: Tensor<2>) -> Vec<Descriptor> {
+    let dim = embeddings.dims()[1];
     let mut flat: Vec<f32> = embeddings.into_data().try_to_vec().expect("f32 descriptors");
-    let descriptors = flat
-        .chunks_exact(recognition::DESCRIPTOR_LEN)
-        .map(|d| Descriptor::new(d.to_vec()))
-        .collect();
+    let descriptors = flat.chunks_exact(dim).map(|d| Descriptor::new(d.to_vec())).collect();
     flat.zeroize();
     descriptors
 }

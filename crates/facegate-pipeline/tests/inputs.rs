@@ -180,7 +180,7 @@ fn gpu_and_cpu_scoring_agree() {
     }
     pairs.push((&zero, &d[0]));
     let (g, c) = (gpu.score_pairs(&pairs), cpu.score_pairs(&pairs));
-    let threshold = Config::default().threshold;
+    let threshold = cpu.threshold();
     for (i, (g, c)) in g.iter().zip(&c).enumerate() {
         assert!((g - c).abs() <= 1e-5, "pair {i}: gpu {g} vs cpu {c}");
         assert_eq!(g >= &threshold, c >= &threshold, "pair {i}: decisions differ");
@@ -336,7 +336,7 @@ fn a_face_the_first_pass_misses_is_found_by_the_retry() {
 #[test]
 fn a_calibration_is_accepted_only_by_its_own_pipeline() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/calibration/mtcnn-dlib-resnet-v1-f32.lfw-devtrain.toml");
+        .join("../../models/calibration/mtcnn-faceplugin-mobilefacenet-512.lfw-devtrain.toml");
     let calibrated = |path: &std::path::Path, config: Config| {
         Engine::new(
             Config {
@@ -352,11 +352,11 @@ fn a_calibration_is_accepted_only_by_its_own_pipeline() {
         .unwrap()
         .threshold(Some("fmr_1e-3"))
         .unwrap();
-    assert_eq!(engine.config().threshold, want);
+    assert_eq!(engine.threshold(), want);
 
     let old = Config {
         detector: facegate_core::Detector::TinyFaceDetector,
-        recognition_weights: facegate_core::RecognitionWeights::FaceApiUint8,
+        embedder: "dlib-resnet-v1-face-api-uint8".into(),
         ..Config::default()
     };
     let text = std::fs::read_to_string(&shipped).unwrap();

@@ -12,7 +12,7 @@ mod common;
 
 use burn::prelude::*;
 use common::{data, device, engine, read};
-use facegate_core::{Config, RecognitionWeights};
+use facegate_core::Config;
 use facegate_models::mtcnn::Mtcnn;
 use facegate_models::{Weights, embedded, recognition};
 use facegate_pipeline::{DeviceChoice, decode, imageops};
@@ -196,7 +196,7 @@ fn chip_matches_dlib() {
 /// dlib's float weights, converted, give dlib's descriptors on dlib's chips.
 fn descriptors_match_dlib(choice: DeviceChoice) {
     let config = Config {
-        recognition_weights: RecognitionWeights::DlibFloat,
+        embedder: "dlib-resnet-v1".into(),
         ..Config::default()
     };
     let Some(engine) = engine(choice, config) else { return };

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{data, engine, read};
-use facegate_core::{Alignment, Config, Detector, FaceBox, RecognitionWeights, Timings, cosine_similarity};
+use facegate_core::{Alignment, Config, Detector, FaceBox, Timings, cosine_similarity};
 use facegate_models::recognition;
 use facegate_pipeline::{DeviceChoice, Engine, imageops};
 use serde_json::Value;
@@ -161,7 +161,7 @@ fn face_api_config() -> Config {
     Config {
         detector: Detector::TinyFaceDetector,
         alignment: Alignment::FaceApi,
-        recognition_weights: RecognitionWeights::FaceApiUint8,
+        embedder: "dlib-resnet-v1-face-api-uint8".into(),
         ..Config::default()
     }
 }

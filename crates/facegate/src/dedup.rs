@@ -59,7 +59,7 @@ fn read_list(path: &Path) -> Result<Vec<Entry>> {
 pub fn dedup(args: DedupArgs) -> Result<()> {
     let entries = read_list(&args.list)?;
     let engine = crate::engine(&args.engine)?;
-    let threshold = engine.config().threshold;
+    let threshold = engine.threshold();
     // Templates of the photos that gave one, with their row in the list.
     let mut templates: Vec<(usize, Descriptor)> = Vec::new();
     let mut refused = 0;

@@ -176,7 +176,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         blur_sharpness: args.blur_sharpness.unwrap_or(limits.blur_sharpness),
         pose_yaw: args.pose_yaw.unwrap_or(limits.pose_yaw),
     };
-    let threshold = f64::from(engine.config().threshold);
+    let threshold = f64::from(engine.threshold());
     // Descriptors are not needed past this point.
     drop(descriptors);
     let report = report::build(Inputs {

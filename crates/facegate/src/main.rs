@@ -13,6 +13,7 @@ mod batch;
 mod dedup;
 mod eval;
 mod loadgen;
+mod models;
 mod serve;
 
 #[derive(Parser)]
@@ -39,6 +40,12 @@ pub struct EngineArgs {
     /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
     #[arg(long, requires = "calibration")]
     operating_point: Option<String>,
+    /// The embedding model, by name (`facegate models list`).
+    #[arg(long)]
+    model: Option<String>,
+    /// A directory of user models (`facegate models add` writes there).
+    #[arg(long, env = "FACEGATE_MODELS")]
+    models_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -80,6 +87,9 @@ enum Command {
     /// Find enrolment photos whose face is already enrolled under another identity (a top-k
     /// 1:N scan of the photos against each other); JSON lines, identities and scores only.
     Dedup(dedup::DedupArgs),
+    /// The model registry: list, show, or add a model (an ONNX embedder and its card).
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Measure accuracy on a pair list (LFW pairs format or TSV probe/reference/same); with
     /// --report, write a DET curve, score histograms and tables; with --calibration, thresholds.
     Eval(eval::EvalArgs),
@@ -101,11 +111,17 @@ pub(crate) fn engine(args: &EngineArgs) -> Result<Engine> {
         None => Config::default(),
     };
     if let Some(t) = args.threshold {
-        config.threshold = t;
+        config.threshold = Some(t);
     }
     if let Some(c) = &args.calibration {
         config.calibration = Some(c.clone());
         config.operating_point = args.operating_point.clone();
+    }
+    if let Some(m) = &args.model {
+        config.embedder = m.clone();
+    }
+    if let Some(d) = &args.models_dir {
+        config.models_dir = Some(d.clone());
     }
     Ok(Engine::new(config, args.device)?)
 }
@@ -233,6 +249,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval(args) => eval::eval(args)?,
+        Command::Models(cmd) => models::run(cmd)?,
     }
     Ok(())
 }

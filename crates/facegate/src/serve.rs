@@ -31,6 +31,12 @@ pub struct ServeArgs {
     /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
     #[arg(long, requires = "calibration")]
     operating_point: Option<String>,
+    /// The embedding model, by name (`facegate models list`); overrides `engine.embedder`.
+    #[arg(long)]
+    model: Option<String>,
+    /// A directory of user models; overrides `engine.models_dir`.
+    #[arg(long, env = "FACEGATE_MODELS")]
+    models_dir: Option<PathBuf>,
     /// Append JSON log lines to this file instead of standard error.
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -54,6 +60,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         config.engine.calibration = Some(c);
         config.engine.operating_point = args.operating_point;
     }
+    if let Some(m) = args.model {
+        config.engine.embedder = m;
+    }
+    if let Some(d) = args.models_dir {
+        config.engine.models_dir = Some(d);
+    }
     init_logs(args.log_file.as_ref())?;
     let engine = Engine::new(config.engine.clone(), args.device)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -70,7 +82,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             model = engine.model_version(),
             device = engine.device_label(),
             scorer = engine.scorer_label(),
-            threshold = engine.config().threshold,
+            threshold = engine.threshold(),
             operating_point = engine.config().operating_point.as_deref().unwrap_or("-"),
             max_batch = scheduler.config().max_batch,
             max_delay_us = scheduler.config().max_delay_us,

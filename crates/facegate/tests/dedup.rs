@@ -70,7 +70,7 @@ fn duplicates_across_identities_are_flagged() {
     // At the shipped DevTrain calibration's strict point (FMR 1e-3): at the best-accuracy
     // threshold (FMR about 1 %) face-e.png, another woman, already scores 0.916 against alice.
     let calibration = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/calibration/mtcnn-dlib-resnet-v1-f32.lfw-devtrain.toml");
+        .join("../../models/calibration/mtcnn-faceplugin-mobilefacenet-512.lfw-devtrain.toml");
     let threshold = facegate_core::Calibration::read(&calibration)
         .unwrap()
         .threshold(Some("fmr_1e-3"))

@@ -4,14 +4,13 @@ mod common;
 
 use common::{cosine, run, shared};
 
-/// Regression floors under the measured values (README "Accuracy"; MTCNN, five-point dlib chip,
-/// dlib's float ResNet): LFW DevTest 98.9 % at the DevTrain threshold, 99.0 % best, FNMR 6.0 % at
-/// FMR 1e-3 all-vs-all, no failure to detect; faces-labeled EER 0.06 %. The accuracy and FNMR
-/// bounds are dlib's own pipeline on the same pairs (issue 12: 98.7 % measured here with
-/// `tools/reference/dlib_pipeline_eval.py`, FNMR 6.4 % as the issue measured it).
-const MIN_LFW_ACCURACY: f64 = 0.985;
-const MIN_LFW_BEST_ACCURACY: f64 = 0.987;
-const MAX_LFW_FNMR_AT_FMR_1E3: f64 = 0.064;
+/// Regression floors under the measured values (README "Accuracy"; MTCNN, ArcFace template,
+/// faceplugin's MobileFaceNet-512): LFW DevTest 99.2 % at the DevTrain threshold, 99.4 % best,
+/// FNMR 1.4 % at FMR 1e-3 all-vs-all, no failure to detect. Each bound leaves two genuine pairs
+/// (0.4 points) of slack; the issue asked for faceplugin's 2.8 % within 0.5 points.
+const MIN_LFW_ACCURACY: f64 = 0.988;
+const MIN_LFW_BEST_ACCURACY: f64 = 0.99;
+const MAX_LFW_FNMR_AT_FMR_1E3: f64 = 0.018;
 const MAX_LFW_FAILURE_TO_DETECT: f64 = 0.003;
 const MAX_FACES_LABELED_EER: f64 = 0.01;
 
