@@ -30,7 +30,7 @@ pub enum ModelsCommand {
         registry: RegistryArgs,
     },
     /// Add an ONNX embedder: copies the file into MODELS_DIR/NAME/ and writes its card.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
 }
 
 #[derive(Args)]
@@ -122,7 +122,7 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
                 println!("# {} ({})\n{}", e.card.name, e.origin_label(), e.card.to_toml());
             }
         }
-        ModelsCommand::Add(a) => add(a)?,
+        ModelsCommand::Add(a) => add(*a)?,
     }
     Ok(())
 }
