@@ -165,10 +165,12 @@ fn an_onnx_file_added_with_models_add_runs_as_the_built_in_network() {
         if device == "gpu" && std::env::var_os("FACEGATE_REQUIRE_WGPU").is_none() {
             continue;
         }
-        let built_in = descriptors(device, &[]);
+        let built_in = descriptors(device, &["--model", "dlib-resnet-v1"]);
         let exported = descriptors(device, &["--model", "frn-export", "--models-dir", models]);
         assert_eq!(built_in.len(), 2);
+        assert_eq!(exported.len(), 2);
         for (b, e) in built_in.iter().zip(&exported) {
+            assert_eq!(b.len(), e.len(), "{device}: descriptor lengths");
             let d = b.iter().zip(e).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
             assert!(d <= 1e-4, "{device}: max |Δ| {d}");
         }
