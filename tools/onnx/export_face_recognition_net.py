@@ -61,10 +61,7 @@ INPUT_SIZE = 150
 BN_EPS = 2.0 ** -20  # exactly representable; 1 - eps is too, and (1 - eps) + eps == 1 exactly
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SEED = 0x853C49E6748FEA9B
-MUL = 6364136223846793005
-INC = 1442695040888963407
-MASK = (1 << 64) - 1
+from lcg import SEED, lcg  # noqa: E402  (tools/onnx/lcg.py)
 
 
 def read_safetensors(path):
@@ -83,15 +80,6 @@ def read_safetensors(path):
         start, end = info["data_offsets"]
         arr = np.frombuffer(raw, dtype="<f4", count=(end - start) // 4, offset=base + start)
         out[name] = arr.reshape(info["shape"]).astype(np.float32)
-    return out
-
-
-def lcg(n, seed=SEED):
-    s = seed
-    out = np.empty(n, dtype=np.float32)
-    for i in range(n):
-        s = (s * MUL + INC) & MASK
-        out[i] = np.float32(s >> 40) / np.float32(1 << 24) * np.float32(2) - np.float32(1)
     return out
 
 

@@ -21,16 +21,10 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from lcg import lcg
+
 ARCFACE = np.array([(38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366),
                     (41.5493, 92.3655), (70.7299, 92.2041)], dtype=np.float64)
-
-
-def lcg(n, seed=0x853C49E6748FEA9B):
-    s, out = seed, np.empty(n, dtype=np.float32)
-    for i in range(n):
-        s = (s * 6364136223846793005 + 1442695040888963407) % (1 << 64)
-        out[i] = np.float32(s >> 40) / np.float32(1 << 24) * np.float32(2) - np.float32(1)
-    return out
 
 
 def umeyama(src, dst):

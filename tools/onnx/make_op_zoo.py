@@ -35,20 +35,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 13
-SEED = 0x853C49E6748FEA9B
-MUL = 6364136223846793005
-INC = 1442695040888963407
-MASK = (1 << 64) - 1
-
-
-def lcg(n, seed=SEED):
-    """n float32 values from the LCG above (pure Python integers, so no overflow surprises)."""
-    s = seed
-    out = np.empty(n, dtype=np.float32)
-    for i in range(n):
-        s = (s * MUL + INC) & MASK
-        out[i] = np.float32(s >> 40) / np.float32(1 << 24) * np.float32(2) - np.float32(1)
-    return out
+from lcg import INC, MASK, MUL, SEED, lcg  # noqa: E402  (tools/onnx/lcg.py)
 
 
 def lcg_states(n, seed=SEED):

@@ -461,11 +461,7 @@ impl Builder {
                     return Err(err(name, format!("Linear weight of shape {shape:?}")));
                 }
                 // Stored as [K, M] for x · W.
-                let (k, m) = if n.config.transpose_weight {
-                    (shape[1], shape[0])
-                } else {
-                    (shape[0], shape[1])
-                };
+                let m = if n.config.transpose_weight { shape[0] } else { shape[1] };
                 let mut weight: Tensor<2> = Tensor::from_data(TensorData::new(w, [shape[0], shape[1]]), &self.device);
                 if n.config.transpose_weight {
                     weight = weight.transpose();
@@ -478,7 +474,6 @@ impl Builder {
                     Some(a) if !a.is_optional() => return Err(err(name, "a Linear bias computed at run time")),
                     _ => None,
                 };
-                let _ = k;
                 self.push(node, Op::Linear { weight, bias }, &[ins[0]])
             }
             Node::Gemm(n) => {

@@ -104,7 +104,11 @@ type Landmarks = (Vec<[f64; 2]>, Option<Rect>);
 /// sha256, so a calibration fits one file, not one name.
 pub fn model_version(c: &Config) -> String {
     let registry = Registry::with_dir(c.models_dir.as_deref()).unwrap_or_else(|_| Registry::builtin());
-    let card = registry.get(&c.embedder).map(|e| &e.card);
+    model_id(c, registry.get(&c.embedder).map(|e| &e.card))
+}
+
+/// [`model_version`] for an embedder whose card is at hand (the engine's, already loaded).
+fn model_id(c: &Config, card: Option<&facegate_models::Card>) -> String {
     let detector = match (c.detector, c.full_landmarks) {
         (Detector::Mtcnn, _) => "mtcnn-facenet-pytorch-2.6.0",
         (Detector::TinyFaceDetector, false) => "tinyface+lm68tiny-face-api-1.7.15",
@@ -142,18 +146,6 @@ pub struct BatchResult<T> {
 impl Engine {
     pub fn new(mut config: Config, device: DeviceChoice) -> Result<Self, EngineError> {
         config.validate()?;
-        if let Some(path) = &config.calibration {
-            let calibration = Calibration::read(path)?;
-            let model = model_version(&config);
-            if calibration.model != model {
-                return Err(EngineError::Config(ConfigError::Invalid(format!(
-                    "{} was calibrated for model {}, this engine runs {model}",
-                    path.display(),
-                    calibration.model
-                ))));
-            }
-            config.threshold = Some(calibration.threshold(config.operating_point.as_deref())?);
-        }
         let device = select(device).map_err(EngineError::Device)?;
         let detector = match config.detector {
             Detector::Mtcnn => DetectorChoice::Mtcnn,
@@ -162,7 +154,19 @@ impl Engine {
         };
         let registry = Registry::with_dir(config.models_dir.as_deref())?;
         let models = FaceModels::load(detector, &registry, &config.embedder, &device.device)?;
-        // A calibration's threshold (set above), else the configured one, else the embedder's.
+        let model_version = model_id(&config, Some(&models.embedder.card));
+        if let Some(path) = &config.calibration {
+            let calibration = Calibration::read(path)?;
+            if calibration.model != model_version {
+                return Err(EngineError::Config(ConfigError::Invalid(format!(
+                    "{} was calibrated for model {}, this engine runs {model_version}",
+                    path.display(),
+                    calibration.model
+                ))));
+            }
+            config.threshold = Some(calibration.threshold(config.operating_point.as_deref())?);
+        }
+        // A calibration's threshold, else the configured one, else the embedder's.
         let threshold = config.threshold.or(models.embedder.card.threshold).ok_or_else(|| {
             EngineError::Config(ConfigError::Invalid(format!(
                 "model {} has no threshold of its own: set `threshold` (--threshold) or a calibration",
@@ -188,7 +192,7 @@ impl Engine {
         Ok(Self {
             models,
             threshold,
-            model_version: model_version(&config),
+            model_version,
             config,
             device,
             matcher,
