@@ -31,6 +31,12 @@ pub struct Calibration {
     pub default: String,
     /// By name (`fmr_1e-3`, …).
     pub operating_points: BTreeMap<String, CalibratedPoint>,
+    /// The impostor scores' mean and standard deviation: what score fusion normalises a
+    /// model's scores by (`--model A+B`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impostor_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impostor_std: Option<f64>,
 }
 
 impl Calibration {
@@ -40,8 +46,16 @@ impl Calibration {
             path: p.clone(),
             source,
         })?;
-        let c: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: p,
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: p, message },
+            other => other,
+        })
+    }
+
+    /// A calibration from its TOML text, its default operating point checked.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let c: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: String::new(),
             message: e.to_string(),
         })?;
         c.threshold(None)?;
@@ -109,6 +123,8 @@ mod tests {
                     },
                 ),
             ]),
+            impostor_mean: Some(0.05),
+            impostor_std: Some(0.09),
         };
         let dir = tempfile_dir();
         let f = dir.join("cal.toml");

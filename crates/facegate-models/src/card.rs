@@ -13,6 +13,24 @@ pub enum Task {
     Embedder,
 }
 
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Detector => "detector",
+            Self::Landmarks => "landmark net",
+            Self::Embedder => "embedder",
+        }
+    }
+
+    /// "a detector", "an embedder".
+    pub fn with_article(self) -> String {
+        match self {
+            Self::Embedder => "an embedder".into(),
+            other => format!("a {}", other.as_str()),
+        }
+    }
+}
+
 /// How the weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,7 +18,7 @@ pub use card::{Card, Task, Template};
 pub use detector::TinyFaceDetector;
 pub use landmarks::{FaceLandmark68Net, LandmarkVariant};
 pub use recognition::FaceRecognitionNet;
-pub use registry::{Embedder, Registry};
+pub use registry::{DetectorNet, Embedder, Registry};
 pub use weights::Weights;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,69 +55,6 @@ pub mod embedded {
     /// faceplugin's MobileFaceNet-512 (npm faceplugin-face-recognition-js 0.0.1), as shipped.
     pub const FACEPLUGIN_MOBILEFACENET_512: &[u8] =
         include_bytes!("../../../models/faceplugin-mobilefacenet-512/fr_feature.onnx");
-}
-
-/// Which detector finds faces and their landmarks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DetectorChoice {
-    /// MTCNN: boxes and five landmarks from one staged detector.
-    Mtcnn,
-    /// face-api.js: TinyFaceDetector boxes, then 68 landmarks per box.
-    TinyFace(LandmarkVariant),
-}
-
-/// The networks that find faces.
-#[derive(Debug)]
-pub enum Localizer {
-    // Boxed: the module trees are kilobytes each, and of different sizes.
-    Mtcnn(Box<mtcnn::Mtcnn>),
-    FaceApi {
-        detector: Box<TinyFaceDetector>,
-        landmarks: Box<FaceLandmark68Net>,
-    },
-}
-
-/// The networks of the verification pipeline, loaded on one device.
-#[derive(Debug)]
-pub struct FaceModels {
-    pub localizer: Localizer,
-    pub embedder: Embedder,
-    pub device: Device,
-}
-
-impl FaceModels {
-    /// The embedded detector and the registry's embedder `embedder`.
-    pub fn load(
-        detector: DetectorChoice,
-        registry: &Registry,
-        embedder: &str,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let st = Weights::from_safetensors;
-        let localizer = match detector {
-            DetectorChoice::Mtcnn => Localizer::Mtcnn(Box::new(mtcnn::Mtcnn::load(
-                &st(embedded::MTCNN_PNET)?,
-                &st(embedded::MTCNN_RNET)?,
-                &st(embedded::MTCNN_ONET)?,
-                device,
-            )?)),
-            DetectorChoice::TinyFace(variant) => {
-                let lm = match variant {
-                    LandmarkVariant::Full => embedded::FACE_LANDMARK_68,
-                    LandmarkVariant::Tiny => embedded::FACE_LANDMARK_68_TINY,
-                };
-                Localizer::FaceApi {
-                    detector: Box::new(TinyFaceDetector::load(&st(embedded::TINY_FACE_DETECTOR)?, device)?),
-                    landmarks: Box::new(FaceLandmark68Net::load(&st(lm)?, variant, device)?),
-                }
-            }
-        };
-        Ok(Self {
-            localizer,
-            embedder: registry.embedder(embedder, device)?,
-            device: device.clone(),
-        })
-    }
 }
 
 /// `[1, 3, 1, 1]` per-channel means, broadcast over a batch.

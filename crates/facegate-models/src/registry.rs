@@ -9,7 +9,8 @@ use facegate_onnx::OnnxNet;
 use sha2::{Digest, Sha256};
 
 use crate::card::{Card, Colour, Format, Task};
-use crate::{FaceRecognitionNet, ModelError, Weights, embedded};
+use crate::mtcnn::Mtcnn;
+use crate::{FaceLandmark68Net, FaceRecognitionNet, LandmarkVariant, ModelError, TinyFaceDetector, Weights, embedded};
 
 /// The cards of the built-in models (weights in [`embedded`]).
 const BUILTIN: &[(&str, &[u8])] = &[
@@ -29,6 +30,14 @@ const BUILTIN: &[(&str, &[u8])] = &[
     (
         include_str!("../../../models/cards/tiny-face-detector.toml"),
         embedded::TINY_FACE_DETECTOR,
+    ),
+    (
+        include_str!("../../../models/cards/face-landmark-68.toml"),
+        embedded::FACE_LANDMARK_68,
+    ),
+    (
+        include_str!("../../../models/cards/face-landmark-68-tiny.toml"),
+        embedded::FACE_LANDMARK_68_TINY,
     ),
 ];
 
@@ -66,9 +75,8 @@ impl Entry {
             }
         };
         let found = sha256_hex(&bytes);
-        // Built-in detector cards describe several files (MTCNN's three nets); only files a
-        // card names alone are checked here.
-        if self.card.task == Task::Embedder && found != self.card.sha256 {
+        // MTCNN's card names its O-Net; its P- and R-Net are checked by models/IMPORTED.json.
+        if found != self.card.sha256 {
             return Err(ModelError::Registry(format!(
                 "{}: the weights' sha256 is {found}, the card says {}",
                 self.card.name, self.card.sha256
@@ -145,25 +153,79 @@ impl Registry {
         self.entries.iter().find(|e| e.card.name == name)
     }
 
-    /// The embedder called `name`, on `device`.
-    pub fn embedder(&self, name: &str, device: &Device) -> Result<Embedder, ModelError> {
+    /// The entry called `name`, which must do `task`; the error lists the known names.
+    pub fn for_task(&self, name: &str, task: Task) -> Result<&Entry, ModelError> {
         let entry = self.get(name).ok_or_else(|| {
             let names: Vec<&str> = self
                 .entries
                 .iter()
-                .filter(|e| e.card.task == Task::Embedder)
+                .filter(|e| e.card.task == task)
                 .map(|e| e.card.name.as_str())
                 .collect();
-            ModelError::Registry(format!("no embedder `{name}` (known: {})", names.join(", ")))
+            ModelError::Registry(format!("no {} `{name}` (known: {})", task.as_str(), names.join(", ")))
         })?;
-        if entry.card.task != Task::Embedder {
+        if entry.card.task != task {
             return Err(ModelError::Registry(format!(
-                "`{name}` is a {:?}, not an embedder",
-                entry.card.task
+                "`{name}` is {}, not {}",
+                entry.card.task.with_article(),
+                task.with_article()
             )));
         }
-        Embedder::load(entry, device)
+        Ok(entry)
     }
+
+    /// The embedder called `name`, on `device`.
+    pub fn embedder(&self, name: &str, device: &Device) -> Result<Embedder, ModelError> {
+        Embedder::load(self.for_task(name, Task::Embedder)?, device)
+    }
+
+    /// The detector called `name`, on `device`. Detectors are built in: a detector's output
+    /// needs decoding that a card cannot describe (anchors, pyramids, stages), so each has its
+    /// adapter here, chosen by the card.
+    pub fn detector(&self, name: &str, device: &Device) -> Result<DetectorNet, ModelError> {
+        let entry = self.for_task(name, Task::Detector)?;
+        let st = Weights::from_safetensors;
+        match (entry.card.format, entry.card.name.as_str()) {
+            (Format::Builtin, "mtcnn") => Ok(DetectorNet::Mtcnn(Box::new(Mtcnn::load(
+                &st(embedded::MTCNN_PNET)?,
+                &st(embedded::MTCNN_RNET)?,
+                &st(&entry.bytes()?)?,
+                device,
+            )?))),
+            (Format::Builtin, "tiny-face-detector") => Ok(DetectorNet::TinyFace(Box::new(TinyFaceDetector::load(
+                &st(&entry.bytes()?)?,
+                device,
+            )?))),
+            _ => Err(ModelError::Registry(format!(
+                "detector `{name}`: facegate has no adapter for it (built in: mtcnn, tiny-face-detector)"
+            ))),
+        }
+    }
+
+    /// The landmark net called `name`, on `device` (face-api's 68-point nets, built in).
+    pub fn landmarks(&self, name: &str, device: &Device) -> Result<FaceLandmark68Net, ModelError> {
+        let entry = self.for_task(name, Task::Landmarks)?;
+        let variant = match (entry.card.format, entry.card.name.as_str()) {
+            (Format::Builtin, "face-landmark-68") => LandmarkVariant::Full,
+            (Format::Builtin, "face-landmark-68-tiny") => LandmarkVariant::Tiny,
+            _ => {
+                return Err(ModelError::Registry(format!(
+                    "landmark net `{name}`: facegate has no adapter for it (built in: face-landmark-68, face-landmark-68-tiny)"
+                )));
+            }
+        };
+        FaceLandmark68Net::load(&Weights::from_safetensors(&entry.bytes()?)?, variant, device)
+    }
+}
+
+/// A detector's networks.
+#[derive(Debug)]
+pub enum DetectorNet {
+    // Boxed: the module trees are kilobytes each, and of different sizes.
+    /// Boxes and five landmarks from one staged detector.
+    Mtcnn(Box<Mtcnn>),
+    /// Boxes only: landmarks come from a landmark net.
+    TinyFace(Box<TinyFaceDetector>),
 }
 
 /// The network behind an embedder.
@@ -254,5 +316,39 @@ impl Embedder {
                     .map_err(|e| ModelError::Registry(format!("{}: {e}", self.card.name)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_card_names_the_weights_built_in() {
+        for entry in Registry::builtin().entries() {
+            let Origin::Embedded(bytes) = entry.origin else {
+                unreachable!()
+            };
+            assert_eq!(sha256_hex(bytes), entry.card.sha256, "{}", entry.card.name);
+            entry.card.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn detectors_and_landmark_nets_load_by_name_and_task() {
+        let (registry, device) = (Registry::builtin(), Device::flex());
+        assert!(matches!(registry.detector("mtcnn", &device), Ok(DetectorNet::Mtcnn(_))));
+        assert!(matches!(
+            registry.detector("tiny-face-detector", &device),
+            Ok(DetectorNet::TinyFace(_))
+        ));
+        assert!(registry.landmarks("face-landmark-68-tiny", &device).is_ok());
+        let wrong = |r: Result<(), ModelError>| r.unwrap_err().to_string();
+        let e = wrong(registry.detector("faceplugin-mobilefacenet-512", &device).map(drop));
+        assert!(e.contains("an embedder, not a detector"), "{e}");
+        let e = wrong(registry.landmarks("mtcnn", &device).map(drop));
+        assert!(e.contains("not a landmark net"), "{e}");
+        let e = wrong(registry.detector("retinaface", &device).map(drop));
+        assert!(e.contains("no detector `retinaface`") && e.contains("mtcnn"), "{e}");
     }
 }

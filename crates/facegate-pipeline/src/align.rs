@@ -3,7 +3,7 @@
 
 use facegate_core::ChipTargets;
 
-use crate::imageops;
+use crate::imageops::{self, Rect};
 
 /// dlib's mean face (`get_face_chip_details`, dlib/image_transforms/interpolation.h; dlib is
 /// Boost-licensed): x, y of iBUG points 17..=67 in the unit square.
@@ -162,6 +162,57 @@ pub fn five_from_68(p: &[[f64; 2]]) -> [[f64; 2]; 5] {
         [x / n, y / n]
     };
     [mean(36..42), mean(42..48), p[30], p[48], p[54]]
+}
+
+fn mean(points: &[[f64; 2]]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let (x, y) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p[0], b + p[1]));
+    (x / n, y / n)
+}
+
+/// Eye centres, nose tip, mouth corners: MTCNN's five as they are, or from iBUG's 68.
+pub fn five_points(p: &[[f64; 2]]) -> [(f64, f64); 5] {
+    if let [l, r, n, ml, mr] = p {
+        return [l, r, n, ml, mr].map(|q| (q[0], q[1]));
+    }
+    [
+        mean(&p[36..42]),
+        mean(&p[42..48]),
+        (p[30][0], p[30][1]),
+        (p[48][0], p[48][1]),
+        (p[54][0], p[54][1]),
+    ]
+}
+
+/// Head yaw from landmarks: the nose tip's offset from the eyes' midpoint, in half
+/// inter-ocular distances (0 frontal; about ±1 when the nose reaches an eye in profile).
+pub fn yaw(p: &[[f64; 2]]) -> f32 {
+    let [l, r, nose, _, _] = five_points(p);
+    let (mx, my) = ((l.0 + r.0) / 2.0, (l.1 + r.1) / 2.0);
+    let (ex, ey) = (r.0 - l.0, r.1 - l.1);
+    let half = (ex * ex + ey * ey).sqrt() / 2.0;
+    if half == 0.0 {
+        return 0.0;
+    }
+    // Project the nose offset on the eye axis.
+    (((nose.0 - mx) * ex + (nose.1 - my) * ey) / (2.0 * half) / half) as f32
+}
+
+/// face-api's descriptor crop (`FaceLandmarks68.alignDlib`, as `withFaceDescriptors` uses it):
+/// a square of side ⌊d / 0.45⌋, d the mean eye-to-mouth distance, placed at 0.5 / 0.43 of its
+/// side from the centroid of the eye and mouth centres; axis-aligned, then clipped and floored
+/// as `extractFaceTensors` does. `crop_w`/`crop_h` are the landmark crop's size, which face-api
+/// (oddly) uses as the image size in its bound.
+pub fn face_api_aligned_rect(points: &[[f64; 2]], crop_w: u32, crop_h: u32, img_w: u32, img_h: u32) -> Option<Rect> {
+    let [l, r, _, _, _] = five_points(points);
+    let m = mean(&points[48..68]);
+    let dist = |p: (f64, f64)| ((m.0 - p.0).powi(2) + (m.1 - p.1).powi(2)).sqrt();
+    let size = ((dist(l) + dist(r)) / 2.0 / 0.45).floor();
+    let (cx, cy) = ((l.0 + r.0 + m.0) / 3.0, (l.1 + r.1 + m.1) / 3.0);
+    let x = (cx - 0.5 * size).max(0.0).floor();
+    let y = (cy - 0.43 * size).max(0.0).floor();
+    let (w, h) = (size.min(crop_w as f64 + x), size.min(crop_h as f64 + y));
+    Rect::clip(x, y, w, h, img_w, img_h)
 }
 
 #[cfg(test)]

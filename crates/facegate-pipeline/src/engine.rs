@@ -8,21 +8,20 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use facegate_core::{
-    Alignment, Calibration, ChipTargets, Config, ConfigError, Decision, Descriptor, Detector, FaceBox, Reason,
-    Rejection, Role, Timings, Verification, cosine_similarity,
+    Calibration, Config, ConfigError, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings, Verification,
+    cosine_similarity,
 };
 use facegate_kernels::{Gallery, KernelError, MAX_K, Matcher, Storage, reference};
-use facegate_models::{
-    DetectorChoice, FaceModels, LandmarkVariant, Localizer, ModelError, Registry, Template, detector, landmarks,
-};
+use facegate_models::{ModelError, Registry};
 use image::RgbImage;
 use zeroize::Zeroize;
 
-use crate::align;
+use crate::align::yaw;
 use crate::decode::decode;
 use crate::device::{DeviceChoice, SelectedDevice, select};
 use crate::imageops::{self, Rect};
-use crate::mtcnn::{self, MtcnnSettings};
+pub use crate::stages::Detected;
+use crate::stages::{self, Embedding, StageError, Stages};
 
 /// How many faces a photo may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,22 +38,6 @@ impl From<Role> for FacePolicy {
             Role::Probe => Self::Single,
             Role::Reference => Self::Dominant,
         }
-    }
-}
-
-/// A face the detector found, with its five landmarks when the detector gives them (MTCNN:
-/// eye centres, nose tip, mouth corners, in image pixels).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Detected {
-    #[serde(flatten)]
-    pub face: FaceBox,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub points: Option<[[f64; 2]; 5]>,
-}
-
-impl From<FaceBox> for Detected {
-    fn from(face: FaceBox) -> Self {
-        Self { face, points: None }
     }
 }
 
@@ -81,8 +64,17 @@ pub enum EngineError {
     Config(#[from] facegate_core::ConfigError),
 }
 
+impl From<StageError> for EngineError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Model(e) => Self::Model(e),
+            StageError::Config(e) => Self::Config(e),
+        }
+    }
+}
+
 pub struct Engine {
-    models: FaceModels,
+    stages: Stages,
     config: Config,
     device: SelectedDevice,
     /// The WGSL pairs kernel, when the networks run on wgpu; `None` scores on the CPU.
@@ -93,44 +85,19 @@ pub struct Engine {
     model_version: String,
     /// Where a score becomes a match (cosine similarity).
     threshold: f32,
-    mtcnn: MtcnnSettings,
 }
 
 /// A face's landmarks in image pixels, and the crop the landmark net saw (face-api only).
 type Landmarks = (Vec<[f64; 2]>, Option<Rect>);
 
-/// The id of a pipeline's models, written into calibrations, reports and audit records:
-/// detector, alignment, embedder. An embedder from the registry is named with the start of its
-/// sha256, so a calibration fits one file, not one name.
+/// The id of a pipeline's models (see [`stages::model_id`]), for callers without an engine;
+/// the configured name itself if the registry does not know it.
 pub fn model_version(c: &Config) -> String {
     let registry = Registry::with_dir(c.models_dir.as_deref()).unwrap_or_else(|_| Registry::builtin());
-    model_id(c, registry.get(&c.embedder).map(|e| &e.card))
-}
-
-/// [`model_version`] for an embedder whose card is at hand (the engine's, already loaded).
-fn model_id(c: &Config, card: Option<&facegate_models::Card>) -> String {
-    let detector = match (c.detector, c.full_landmarks) {
-        (Detector::Mtcnn, _) => "mtcnn-facenet-pytorch-2.6.0",
-        (Detector::TinyFaceDetector, false) => "tinyface+lm68tiny-face-api-1.7.15",
-        (Detector::TinyFaceDetector, true) => "tinyface+lm68-face-api-1.7.15",
-    };
-    let template = card.and_then(|c| c.template).unwrap_or(Template::DlibChip150);
-    let alignment = match (template, c.alignment, c.detector, c.chip_targets) {
-        (Template::Arcface112, ..) => "arcface-112",
-        (Template::DlibChip150, Alignment::DlibChip, Detector::Mtcnn, ChipTargets::Measured) => {
-            "dlib-chip-150-mtcnn-targets"
-        }
-        (Template::DlibChip150, Alignment::DlibChip, _, _) => "dlib-chip-150",
-        (Template::DlibChip150, Alignment::FaceApi, _, _) => "face-api-box-150",
-    };
-    // The two dlib builds keep the ids their calibrations were written with.
-    let embedder = match (c.embedder.as_str(), card) {
-        ("dlib-resnet-v1", _) => "dlib-resnet-v1-f32".to_string(),
-        ("dlib-resnet-v1-face-api-uint8", _) => "dlib-resnet-v1-face-api-uint8".to_string(),
-        (name, Some(card)) => format!("{name}@{}", &card.sha256[..12.min(card.sha256.len())]),
-        (name, None) => name.to_string(),
-    };
-    format!("{detector}/{alignment}/{embedder}")
+    match stages::embedder_cards(c, &registry) {
+        Ok(cards) => stages::model_id(c, &cards),
+        Err(_) => c.embedder.clone(),
+    }
 }
 
 /// A (probe, reference) pair after decoding: each photo, or why it could not be decoded.
@@ -147,14 +114,9 @@ impl Engine {
     pub fn new(mut config: Config, device: DeviceChoice) -> Result<Self, EngineError> {
         config.validate()?;
         let device = select(device).map_err(EngineError::Device)?;
-        let detector = match config.detector {
-            Detector::Mtcnn => DetectorChoice::Mtcnn,
-            Detector::TinyFaceDetector if config.full_landmarks => DetectorChoice::TinyFace(LandmarkVariant::Full),
-            Detector::TinyFaceDetector => DetectorChoice::TinyFace(LandmarkVariant::Tiny),
-        };
         let registry = Registry::with_dir(config.models_dir.as_deref())?;
-        let models = FaceModels::load(detector, &registry, &config.embedder, &device.device)?;
-        let model_version = model_id(&config, Some(&models.embedder.card));
+        let stages = Stages::load(&config, &registry, &device.device)?;
+        let model_version = stages.model_id.clone();
         if let Some(path) = &config.calibration {
             let calibration = Calibration::read(path)?;
             if calibration.model != model_version {
@@ -166,38 +128,35 @@ impl Engine {
             }
             config.threshold = Some(calibration.threshold(config.operating_point.as_deref())?);
         }
-        // A calibration's threshold, else the configured one, else the embedder's.
-        let threshold = config.threshold.or(models.embedder.card.threshold).ok_or_else(|| {
+        // A calibration's threshold, else the configured one, else the embedder's card's, else
+        // the shipped calibration's (a fusion has no card).
+        let card = match stages.embedding.branches() {
+            [one] => one.embedder.card.threshold,
+            _ => None,
+        };
+        let shipped = || {
+            let c = stages.shipped.as_ref()?;
+            c.threshold(config.operating_point.as_deref()).ok()
+        };
+        let threshold = config.threshold.or(card).or_else(shipped).ok_or_else(|| {
             EngineError::Config(ConfigError::Invalid(format!(
                 "model {} has no threshold of its own: set `threshold` (--threshold) or a calibration",
                 config.embedder
             )))
         })?;
-        if models.embedder.card.template == Some(Template::Arcface112) && config.alignment == Alignment::FaceApi {
-            return Err(EngineError::Config(ConfigError::Invalid(
-                "alignment = \"face_api\" makes 150 px dlib crops; this embedder takes the ArcFace template".into(),
-            )));
-        }
-        let mtcnn = MtcnnSettings {
-            min_face_px: config.mtcnn_min_face_px,
-            min_face_fraction: config.mtcnn_min_face_fraction,
-            factor: config.mtcnn_factor,
-            thresholds: config.mtcnn_thresholds,
-        };
         // The matcher compiles its kernels for the device and queue burn runs on.
         let matcher = device
             .wgpu
             .as_ref()
             .map(|w| Matcher::with_device(w.device.clone(), w.queue.clone(), device.label.clone()));
         Ok(Self {
-            models,
+            stages,
             threshold,
             model_version,
             config,
             device,
             matcher,
             fallbacks: AtomicU64::new(0),
-            mtcnn,
         })
     }
 
@@ -345,7 +304,12 @@ impl Engine {
     }
 
     fn device(&self) -> &Device {
-        &self.models.device
+        &self.device.device
+    }
+
+    /// The embedding stage: one embedder, or several fused.
+    pub fn embedding(&self) -> &Embedding {
+        &self.stages.embedding
     }
 
     /// NCHW batch from planar RGB crops; our host copy is handed to burn (not kept).
@@ -356,183 +320,51 @@ impl Engine {
     /// The faces in each image, in image pixels: MTCNN's boxes and five landmarks (largest
     /// first), or TinyFaceDetector's boxes (best first).
     pub fn detect(&self, images: &[&RgbImage]) -> Vec<Vec<Detected>> {
-        match &self.models.localizer {
-            Localizer::Mtcnn(nets) => {
-                let mut found = mtcnn::detect(nets, images, &self.mtcnn, self.device());
-                // A face MTCNN misses is a person refused without a good reason: images where
-                // nothing was found are searched again with each looser set of thresholds.
-                for &thresholds in &self.config.mtcnn_retry_thresholds {
-                    let empty: Vec<usize> = (0..images.len()).filter(|&i| found[i].is_empty()).collect();
-                    if empty.is_empty() {
-                        break;
-                    }
-                    let settings = MtcnnSettings {
-                        thresholds,
-                        ..self.mtcnn
-                    };
-                    let again: Vec<&RgbImage> = empty.iter().map(|&i| images[i]).collect();
-                    for (&i, faces) in empty.iter().zip(mtcnn::detect(nets, &again, &settings, self.device())) {
-                        found[i] = faces;
-                    }
-                }
-                found
-                    .into_iter()
-                    .map(|faces| {
-                        faces
-                            .into_iter()
-                            .map(|d| Detected {
-                                face: d.face,
-                                points: Some(d.points),
-                            })
-                            .collect()
-                    })
-                    .collect()
-            }
-            Localizer::FaceApi { .. } => self
-                .detect_tiny(images)
-                .into_iter()
-                .map(|boxes| boxes.into_iter().map(Detected::from).collect())
-                .collect(),
-        }
+        self.stages.detect.detect(images)
     }
 
-    /// TinyFaceDetector on each image. Images where nothing is found are searched again
-    /// "zoomed out" (`detector_zoom_out`): the detector misses faces that fill most of the
-    /// frame, as close-up selfies, ID portraits and LFW's crops do.
-    fn detect_tiny(&self, images: &[&RgbImage]) -> Vec<Vec<FaceBox>> {
-        let mut found = self.detect_in(images, 0.0);
-        for &zoom in &self.config.detector_zoom_out {
-            let retry: Vec<usize> = (0..images.len()).filter(|&i| found[i].is_empty()).collect();
-            if retry.is_empty() {
-                break;
-            }
-            let again: Vec<&RgbImage> = retry.iter().map(|&i| images[i]).collect();
-            for (&i, boxes) in retry.iter().zip(self.detect_in(&again, zoom)) {
-                found[i] = boxes;
-            }
-        }
-        found
-    }
-
-    /// One detector pass with a zero margin of `margin` × the longer side around each image.
-    fn detect_in(&self, images: &[&RgbImage], margin: f64) -> Vec<Vec<FaceBox>> {
-        let Localizer::FaceApi { detector, .. } = &self.models.localizer else {
-            return vec![Vec::new(); images.len()];
-        };
-        if images.is_empty() {
-            return Vec::new();
-        }
-        let size = self.config.detector_input_size;
-        let plane = 3 * size * size;
-        let margins: Vec<u32> = images
-            .iter()
-            .map(|img| (img.width().max(img.height()) as f64 * margin).round() as u32)
-            .collect();
-        let mut input = vec![0.0f32; images.len() * plane];
-        for ((img, &m), out) in images.iter().zip(&margins).zip(input.chunks_exact_mut(plane)) {
-            imageops::crop_square_resize(img, imageops::with_margin(img, m), false, size, out);
-        }
-        let raw = detector.forward(self.batch(input, images.len(), size));
-        let [_, ch, grid, _] = raw.dims();
-        let raw: Vec<f32> = raw.into_data().try_to_vec().expect("detector output is f32");
-        images
-            .iter()
-            .zip(&margins)
-            .zip(raw.chunks_exact(ch * grid * grid))
-            .map(|((img, &m), out)| {
-                let (w, h) = ((img.width() + 2 * m) as f64, (img.height() + 2 * m) as f64);
-                let scale = size as f64 / w.max(h);
-                let reshaped = ((w * scale).round(), (h * scale).round());
-                let m = m as f64;
-                detector::decode(out, grid, reshaped, self.config.detector_score_threshold)
-                    .into_iter()
-                    .map(|b| FaceBox {
-                        x: (b.x * w - m) as f32,
-                        y: (b.y * h - m) as f32,
-                        width: (b.width * w) as f32,
-                        height: (b.height * h) as f32,
-                        score: b.score as f32,
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// 68 landmarks (image pixels) for each (image, face box), with the crop they were found
-    /// in; `None` if the box is outside the image, or without face-api's landmark net.
+    /// Landmarks (image pixels) for each (image, face box), with the crop they were found in,
+    /// from the landmark stage; `None` if the box is outside the image, or the detector gives
+    /// its own landmarks (MTCNN: see [`Self::detect`]).
     pub fn landmarks(&self, items: &[(&RgbImage, FaceBox)]) -> Vec<Option<(Vec<[f64; 2]>, Rect)>> {
-        let Localizer::FaceApi { landmarks: net, .. } = &self.models.localizer else {
-            return vec![None; items.len()];
-        };
-        let size = landmarks::INPUT_SIZE;
-        let plane = 3 * size * size;
-        let rects: Vec<Option<Rect>> = items
-            .iter()
-            .map(|(img, b)| {
-                Rect::clip(
-                    b.x as f64,
-                    b.y as f64,
-                    b.width as f64,
-                    b.height as f64,
-                    img.width(),
-                    img.height(),
-                )
-            })
-            .collect();
-        let valid: Vec<usize> = (0..items.len()).filter(|&i| rects[i].is_some()).collect();
-        let mut out = vec![None; items.len()];
-        if valid.is_empty() {
-            return out;
+        match &self.stages.landmarks {
+            Some(stage) => stage.landmarks(items),
+            None => vec![None; items.len()],
         }
-        let mut input = vec![0.0f32; valid.len() * plane];
-        for (&i, buf) in valid.iter().zip(input.chunks_exact_mut(plane)) {
-            imageops::crop_square_resize(items[i].0, rects[i].unwrap(), true, size, buf);
-        }
-        let pred: Vec<f32> = net
-            .forward(self.batch(input, valid.len(), size))
-            .into_data()
-            .try_to_vec()
-            .expect("landmark output is f32");
-        for (&i, p) in valid.iter().zip(pred.chunks_exact(2 * landmarks::NUM_POINTS)) {
-            let rect = rects[i].unwrap();
-            let face = items[i].1;
-            // face-api `postProcess`: undo the centred square padding of the 112 input.
-            let (w, h) = (rect.width as f64, rect.height as f64);
-            let s = size as f64 / w.max(h);
-            let (ws, hs) = (w * s, h * s);
-            let pad_x = if ws < hs { (hs - ws).abs() / 2.0 } else { 0.0 };
-            let pad_y = if hs < ws { (hs - ws).abs() / 2.0 } else { 0.0 };
-            let points = p
-                .chunks_exact(2)
-                .map(|xy| {
-                    let rx = ((xy[0] as f64 * size as f64) - pad_x) / ws;
-                    let ry = ((xy[1] as f64 * size as f64) - pad_y) / hs;
-                    // Relative to the (floored) crop, shifted by the unfloored detection box,
-                    // exactly as face-api's `FaceLandmarks.shiftBy` does.
-                    [rx * w + face.x as f64, ry * h + face.y as f64]
-                })
-                .collect();
-            out[i] = Some((points, rect));
-        }
-        out
     }
 
-    /// Descriptors for planar RGB crops of the embedder's input size, one network call.
+    /// Descriptors for planar RGB crops of the embedder's input size, one network call. For
+    /// a one-embedder pipeline; a fusion takes one batch per embedder ([`Self::embed_branch_crops`]).
     pub fn embed_crops(&self, crops: Vec<f32>) -> Vec<Descriptor> {
+        self.embed_branch_crops(vec![crops])
+    }
+
+    /// Descriptors from one batch of crops per embedder (each of its own input size).
+    pub fn embed_branch_crops(&self, crops: Vec<Vec<f32>>) -> Vec<Descriptor> {
         self.embed(crops).map_or_else(Vec::new, to_host)
     }
 
-    /// The embedder's input side, in pixels (its card's).
+    /// The (first) embedder's input side, in pixels (its card's).
     pub fn crop_size(&self) -> usize {
-        self.models.embedder.input_size()
+        self.stages.embedding.branches()[0].aligner.size()
     }
 
-    /// The embedding network's output for planar RGB crops, `[n, dim]`, left on the device;
-    /// `None` for no crops.
-    fn embed(&self, crops: Vec<f32>) -> Option<Tensor<2>> {
-        let size = self.crop_size();
-        let n = crops.len() / (3 * size * size);
-        (n > 0).then(|| self.models.embedder.forward(self.batch(crops, n, size)))
+    /// The embedding stage's output for planar RGB crops (one batch per embedder), `[n, dim]`,
+    /// left on the device; `None` for no crops.
+    fn embed(&self, crops: Vec<Vec<f32>>) -> Option<Tensor<2>> {
+        let branches = self.stages.embedding.branches();
+        assert_eq!(crops.len(), branches.len(), "one crop batch per embedder");
+        let size = branches[0].aligner.size();
+        let n = crops[0].len() / (3 * size * size);
+        if n == 0 {
+            return None;
+        }
+        let batches = crops
+            .into_iter()
+            .zip(branches)
+            .map(|(c, b)| self.batch(c, n, b.aligner.size()))
+            .collect();
+        Some(self.stages.embedding.forward(batches))
     }
 
     /// Each face's landmarks: MTCNN's five as detected, or face-api's 68 with the crop they
@@ -551,47 +383,6 @@ impl Engine {
             out[i] = m.map(|(points, crop)| (points, Some(crop)));
         }
         out
-    }
-
-    /// The recognition crop for a face: dlib's chip (from five or 68 landmarks), or face-api's
-    /// padded landmark box (68 landmarks and their crop only). `None` if it cannot be made.
-    pub fn align(
-        &self,
-        img: &RgbImage,
-        points: &[[f64; 2]],
-        crop: Option<Rect>,
-        out: &mut [f32],
-    ) -> Option<Option<Rect>> {
-        let size = self.crop_size();
-        if self.models.embedder.card.template == Some(Template::Arcface112) {
-            let five = match <&[[f64; 2]; 5]>::try_from(points) {
-                Ok(five) => *five,
-                Err(_) if points.len() == landmarks::NUM_POINTS => align::five_from_68(points),
-                Err(_) => return None,
-            };
-            let to_input = align::arcface_transform(&five, size);
-            imageops::warp_affine(img, imageops::invert_affine(to_input), size, out);
-            return Some(None);
-        }
-        match (self.config.alignment, <&[[f64; 2]; 5]>::try_from(points)) {
-            (Alignment::DlibChip, Ok(five)) => {
-                let to_chip = align::five_point_chip_transform(five, size, self.config.chip_targets);
-                imageops::warp_affine(img, imageops::invert_affine(to_chip), size, out);
-                Some(None)
-            }
-            (Alignment::DlibChip, Err(_)) if points.len() == landmarks::NUM_POINTS => {
-                let to_chip = align::dlib_chip_transform(points, size);
-                imageops::warp_affine(img, imageops::invert_affine(to_chip), size, out);
-                Some(None)
-            }
-            (Alignment::FaceApi, Err(_)) if points.len() == landmarks::NUM_POINTS => {
-                let crop = crop?;
-                let rect = face_api_aligned_rect(points, crop.width, crop.height, img.width(), img.height())?;
-                imageops::crop_square_resize(img, rect, true, size, out);
-                Some(Some(rect))
-            }
-            _ => None,
-        }
     }
 
     /// Landmarks, alignment and descriptors for given faces.
@@ -615,26 +406,43 @@ impl Engine {
         let marks = self.landmarks_of(items);
         timings.landmarks_ms += ms(t);
         let t = Instant::now();
-        let size = self.crop_size();
-        let plane = 3 * size * size;
-        let mut crops = Vec::new();
+        let branches = self.stages.embedding.branches();
+        // One crop batch per embedder, each made with that embedder's template.
+        let mut crops: Vec<Vec<f32>> = vec![Vec::new(); branches.len()];
         let mut out: Vec<Option<Measured>> = vec![None; items.len()];
         let mut row = 0;
-        for (i, m) in marks.into_iter().enumerate() {
+        'faces: for (i, m) in marks.into_iter().enumerate() {
             let Some((points, landmark_crop)) = m else { continue };
-            // Write each crop straight into the batch buffer; drop it again if alignment fails.
-            let start = crops.len();
-            crops.resize(start + plane, 0.0);
-            let Some(aligned) = self.align(items[i].0, &points, landmark_crop, &mut crops[start..]) else {
-                crops.truncate(start);
-                continue;
-            };
+            let mut aligned = None;
+            for (b, branch) in branches.iter().enumerate() {
+                // Write each crop straight into the batch buffer; drop the face's crops again
+                // if any alignment fails.
+                let size = branch.aligner.size();
+                let start = crops[b].len();
+                crops[b].resize(start + 3 * size * size, 0.0);
+                match branch
+                    .aligner
+                    .align(items[i].0, &points, landmark_crop, &mut crops[b][start..])
+                {
+                    Some(rect) => aligned = aligned.or(Some(rect)),
+                    None => {
+                        for (c, branch) in crops.iter_mut().zip(branches).take(b + 1) {
+                            let s = branch.aligner.size();
+                            c.truncate(c.len() - 3 * s * s);
+                        }
+                        continue 'faces;
+                    }
+                }
+            }
+            // Sharpness on the first embedder's crop.
+            let size = branches[0].aligner.size();
+            let first = &crops[0][crops[0].len() - 3 * size * size..];
             out[i] = Some(Measured {
                 face: items[i].1.face,
                 yaw: yaw(&points),
                 landmarks: points.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
-                aligned,
-                sharpness: imageops::laplacian_variance(&crops[start..], size),
+                aligned: aligned.flatten(),
+                sharpness: imageops::laplacian_variance(first, size),
                 row,
             });
             row += 1;
@@ -949,12 +757,6 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-fn mean(points: &[[f64; 2]]) -> (f64, f64) {
-    let n = points.len() as f64;
-    let (x, y) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p[0], b + p[1]));
-    (x / n, y / n)
-}
-
 /// The face a photo is about, per policy, or why there is none (see
 /// `Config::reference_dominance`).
 pub fn choose(
@@ -1007,51 +809,6 @@ pub fn choose(
             .ok_or(Rejection::MultipleFaces { count: many.len() }),
         (many, _) => Err(Rejection::MultipleFaces { count: many.len() }),
     }
-}
-
-/// Eye centres, nose tip, mouth corners: MTCNN's five as they are, or from iBUG's 68.
-pub fn five_points(p: &[[f64; 2]]) -> [(f64, f64); 5] {
-    if let [l, r, n, ml, mr] = p {
-        return [l, r, n, ml, mr].map(|q| (q[0], q[1]));
-    }
-    [
-        mean(&p[36..42]),
-        mean(&p[42..48]),
-        (p[30][0], p[30][1]),
-        (p[48][0], p[48][1]),
-        (p[54][0], p[54][1]),
-    ]
-}
-
-/// Head yaw from landmarks: the nose tip's offset from the eyes' midpoint, in half
-/// inter-ocular distances (0 frontal; about ±1 when the nose reaches an eye in profile).
-pub fn yaw(p: &[[f64; 2]]) -> f32 {
-    let [l, r, nose, _, _] = five_points(p);
-    let (mx, my) = ((l.0 + r.0) / 2.0, (l.1 + r.1) / 2.0);
-    let (ex, ey) = (r.0 - l.0, r.1 - l.1);
-    let half = (ex * ex + ey * ey).sqrt() / 2.0;
-    if half == 0.0 {
-        return 0.0;
-    }
-    // Project the nose offset on the eye axis.
-    (((nose.0 - mx) * ex + (nose.1 - my) * ey) / (2.0 * half) / half) as f32
-}
-
-/// face-api's descriptor crop (`FaceLandmarks68.alignDlib`, as `withFaceDescriptors` uses it):
-/// a square of side ⌊d / 0.45⌋, d the mean eye-to-mouth distance, placed at 0.5 / 0.43 of its
-/// side from the centroid of the eye and mouth centres; axis-aligned, then clipped and floored
-/// as `extractFaceTensors` does. `crop_w`/`crop_h` are the landmark crop's size, which face-api
-/// (oddly) uses as the image size in its bound.
-pub fn face_api_aligned_rect(points: &[[f64; 2]], crop_w: u32, crop_h: u32, img_w: u32, img_h: u32) -> Option<Rect> {
-    let [l, r, _, _, _] = five_points(points);
-    let m = mean(&points[48..68]);
-    let dist = |p: (f64, f64)| ((m.0 - p.0).powi(2) + (m.1 - p.1).powi(2)).sqrt();
-    let size = ((dist(l) + dist(r)) / 2.0 / 0.45).floor();
-    let (cx, cy) = ((l.0 + r.0 + m.0) / 3.0, (l.1 + r.1 + m.1) / 3.0);
-    let x = (cx - 0.5 * size).max(0.0).floor();
-    let y = (cy - 0.43 * size).max(0.0).floor();
-    let (w, h) = (size.min(crop_w as f64 + x), size.min(crop_h as f64 + y));
-    Rect::clip(x, y, w, h, img_w, img_h)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod imageops;
 pub mod mtcnn;
 pub mod resident;
+pub mod stages;
 
 pub use decode::decode;
 pub use device::{DeviceChoice, SelectedDevice};

@@ -383,3 +383,130 @@ pub fn markdown(r: &Report) -> String {
     }
     s
 }
+
+/// Colour-blind-safe line colours (Okabe–Ito), one per compared model.
+const PALETTE: [RGBColor; 6] = [
+    GENUINE,
+    IMPOSTOR,
+    POINT,
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+];
+
+/// Write a comparison of evaluations on the same pairs into `dir`: `compare.md` (one table
+/// row per model) and `compare-det.svg`/`.png` (their DET curves on one plot). `reports` are
+/// (label, report), in the order given.
+pub fn write_comparison(reports: &[(String, Report)], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ReportError::Io(dir.to_path_buf(), e))?;
+    let md = dir.join("compare.md");
+    std::fs::write(&md, comparison_markdown(reports)).map_err(|e| ReportError::Io(md.clone(), e))?;
+    let svg_path = dir.join("compare-det.svg");
+    let text = svg("compare-det", |root| draw_dets(root, reports))?;
+    std::fs::write(&svg_path, text).map_err(|e| ReportError::Io(svg_path.clone(), e))?;
+    let png_path = dir.join("compare-det.png");
+    png(&png_path, |root| draw_dets(root, reports))?;
+    Ok(vec![md, svg_path, png_path])
+}
+
+fn draw_dets<B: DrawingBackend>(root: Area<B>, reports: &[(String, Report)]) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<B::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let counts: Vec<(usize, usize)> = reports.iter().map(|(_, r)| r.at_threshold.templates()).collect();
+    let genuine = counts.iter().map(|c| c.0).max().unwrap_or(1).max(1);
+    let impostor = counts.iter().map(|c| c.1).max().unwrap_or(1).max(1);
+    let x_lo = decade(0.5 / impostor as f64).min(1e-2);
+    let y_lo = decade(0.5 / genuine as f64).min(1e-2);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("DET curves: {} models", reports.len()), ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((x_lo..1.0).log_scale(), (y_lo..1.0).log_scale())
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("FMR (false match rate)")
+        .y_desc("FNMR (false non-match rate)")
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(e)?;
+    for (i, (label, r)) in reports.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                r.det.iter().map(|p| (p[1].max(x_lo), p[2].max(y_lo))),
+                ShapeStyle::from(&colour).stroke_width(2),
+            ))
+            .map_err(e)?
+            .label(format!("{label} (EER {:.2} %)", 100.0 * r.eer))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(e)?;
+    root.present().map_err(e)
+}
+
+/// The comparison table: for each model, the figures a strict operating point is chosen by.
+pub fn comparison_markdown(reports: &[(String, Report)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Model comparison\n");
+    let files: std::collections::BTreeSet<&str> = reports.iter().map(|(_, r)| r.context.pairs_file.as_str()).collect();
+    let files: Vec<&str> = files.into_iter().collect();
+    let _ = writeln!(s, "- pairs: `{}`", files.join("`, `"));
+    if files.len() > 1 {
+        let _ = writeln!(
+            s,
+            "- **the reports were made on different pair files: the rows do not compare**"
+        );
+    }
+    let _ = writeln!(s, "\n![DET curves](compare-det.svg)\n");
+    // Every operating point any report resolved, in the order of the first that has it.
+    let mut names: Vec<String> = Vec::new();
+    for (_, r) in reports {
+        for p in &r.operating_points {
+            if !names.contains(&p.name) {
+                names.push(p.name.clone());
+            }
+        }
+    }
+    let _ = write!(s, "| model | id | best accuracy | EER |");
+    for n in &names {
+        let _ = write!(s, " FNMR @ {} |", n.replace("fmr_", "FMR "));
+    }
+    let _ = writeln!(
+        s,
+        " failure to detect | comparisons (genuine / impostor) | s per image |"
+    );
+    let _ = writeln!(s, "|{}", "---|".repeat(7 + names.len()));
+    for (label, r) in reports {
+        let (g, i) = r.at_threshold.templates();
+        let _ = write!(
+            s,
+            "| {label} | `{}` | {} | {} |",
+            r.context.model,
+            pct(r.pairs.best_accuracy),
+            pct(r.eer)
+        );
+        for n in &names {
+            let fnmr = r.operating_points.iter().find(|p| &p.name == n).and_then(|p| p.fnmr);
+            let _ = write!(s, " {} |", fnmr.map_or("not resolved".to_string(), pct));
+        }
+        let _ = writeln!(
+            s,
+            " {} of {} | {g} / {i} | {:.3} |",
+            r.failed_images,
+            r.images,
+            r.context.seconds / r.images.max(1) as f64
+        );
+    }
+    s
+}

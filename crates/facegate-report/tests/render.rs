@@ -3,8 +3,8 @@
 use facegate_eval::report::{self, BucketLimits, Comparison, Context, Inputs, Quality};
 use facegate_eval::{Scored, metrics};
 
-#[test]
-fn a_report_renders_to_json_markdown_svg_and_png() {
+/// A report on 40 photos of 20 people: genuine scores from `genuine`, impostors spread below.
+fn synthetic(model: &str, genuine: f64) -> report::Report {
     // 40 photos of 20 people; genuine scores high, impostor scores spread lower, one refused.
     let quality: Vec<Quality> = (0..40)
         .map(|i| Quality {
@@ -20,7 +20,7 @@ fn a_report_renders_to_json_markdown_svg_and_png() {
             let same = a / 2 == b / 2;
             let score = (a != 39 && b != 39).then(|| {
                 let noise = ((a * 31 + b * 17) % 100) as f64 / 1000.0;
-                if same { 0.93 + noise / 2.0 } else { 0.80 + noise }
+                if same { genuine + noise / 2.0 } else { 0.80 + noise }
             });
             comparisons.push(Comparison {
                 a,
@@ -30,10 +30,10 @@ fn a_report_renders_to_json_markdown_svg_and_png() {
         }
     }
     let scored: Vec<Scored> = comparisons.iter().map(|c| c.scored).collect();
-    let r = report::build(Inputs {
+    report::build(Inputs {
         context: Context {
             pairs_file: "synthetic".into(),
-            model: "test-model@1".into(),
+            model: model.into(),
             ..Context::default()
         },
         quality: &quality,
@@ -42,7 +42,12 @@ fn a_report_renders_to_json_markdown_svg_and_png() {
         threshold: 0.9,
         target_fmrs: &[1e-2, 1e-4],
         limits: BucketLimits::default(),
-    });
+    })
+}
+
+#[test]
+fn a_report_renders_to_json_markdown_svg_and_png() {
+    let r = synthetic("test-model@1", 0.93);
     let dir = tempfile::tempdir().unwrap();
     let files = facegate_report::write(&r, dir.path()).unwrap();
     assert_eq!(files.len(), 6);
@@ -75,4 +80,53 @@ fn a_report_renders_to_json_markdown_svg_and_png() {
         .filter(|&(x, y)| det.get_pixel(x, y).0 != [255, 255, 255])
         .count();
     assert!(title_ink > 200, "{title_ink} title pixels");
+}
+
+#[test]
+fn two_models_share_one_det_plot_and_one_table() {
+    // A weak model, whose genuine scores overlap the impostors', and a strong one.
+    let weak = synthetic("weak@1", 0.84);
+    let strong = synthetic("strong@2", 0.93);
+    assert!(weak.eer > strong.eer, "{} vs {}", weak.eer, strong.eer);
+    let reports = vec![
+        ("weak".to_string(), weak.clone()),
+        ("strong".to_string(), strong.clone()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let files = facegate_report::write_comparison(&reports, dir.path()).unwrap();
+    assert_eq!(files.len(), 3);
+    let md = std::fs::read_to_string(dir.path().join("compare.md")).unwrap();
+    // One row per model, with its own EER and FNMR at the resolved point.
+    for (label, r) in &reports {
+        let fnmr = r.operating_points[0].fnmr.unwrap();
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .expect("a row");
+        assert!(row.contains(&format!("`{}`", r.context.model)), "{row}");
+        assert!(row.contains(&format!("{:.2} %", 100.0 * r.eer)), "{row}");
+        assert!(row.contains(&format!("{:.2} %", 100.0 * fnmr)), "{row}");
+        assert!(row.contains("not resolved"), "{row}"); // FMR 1e-4 on 742 impostors
+    }
+    assert!(!md.contains("do not compare"));
+    // Both curves, each in its own colour.
+    let svg = std::fs::read_to_string(dir.path().join("compare-det.svg")).unwrap();
+    for stroke in ["#0072B2", "#D55E00"] {
+        let curves = svg
+            .lines()
+            .filter(|l| l.contains("<polyline") && l.contains(stroke))
+            .count();
+        // The curve, and its legend sample.
+        assert!(curves >= 1, "no {stroke} curve");
+    }
+    let img = image::open(dir.path().join("compare-det.png")).unwrap().to_rgb8();
+    for colour in [[0u8, 114, 178], [213, 94, 0]] {
+        let painted = img.pixels().filter(|p| p.0 == colour).count();
+        assert!(painted > 100, "{painted} pixels of {colour:?}");
+    }
+    // Reports on different pair files are flagged.
+    let mut other = strong;
+    other.context.pairs_file = "elsewhere".into();
+    let md = facegate_report::comparison_markdown(&[("weak".into(), weak), ("other".into(), other)]);
+    assert!(md.contains("do not compare"), "{md}");
 }

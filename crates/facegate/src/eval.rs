@@ -42,6 +42,11 @@ pub struct EvalArgs {
     /// The calibration file's default operating point.
     #[arg(long, default_value = "fmr_1e-3")]
     default_point: String,
+    /// Evaluate each of these models (registry names, `A+B` fusions, or `report.json` files of
+    /// earlier runs) on the same pairs and put their DET curves on one plot: `--report DIR`
+    /// gets `compare.md`, `compare-det.svg/.png` and each model's own report in `DIR/<model>/`.
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with_all = ["write_calibration", "json"])]
+    compare: Vec<String>,
     /// Quality buckets: faces narrower than this (px) are small.
     #[arg(long)]
     small_face_px: Option<f32>,
@@ -82,6 +87,71 @@ fn quality(face: &Result<Face, Refusal>) -> Quality {
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
+    if !args.compare.is_empty() {
+        return compare(&args);
+    }
+    let engine = crate::engine(&args.engine)?;
+    let (report, impostor_stats) = evaluate(&args, &engine)?;
+    if let Some(dir) = &args.report {
+        let files = facegate_report::write(&report, dir)?;
+        eprintln!("facegate: report written: {}", list(&files));
+    }
+    if let Some(path) = &args.write_calibration {
+        let calibration = calibration(&report, &args.default_point, impostor_stats)?;
+        std::fs::write(path, calibration.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "facegate: calibration written: {} (default {}, threshold {:.4})",
+            path.display(),
+            calibration.default,
+            calibration.operating_points[&calibration.default].threshold
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(())
+}
+
+/// `eval --compare A,B,…`: each model evaluated in turn (or its earlier report read), then
+/// the reports side by side.
+fn compare(args: &EvalArgs) -> Result<()> {
+    if args.compare.len() < 2 {
+        bail!("--compare needs two or more models (A,B)");
+    }
+    let dir = args
+        .report
+        .as_ref()
+        .context("--compare writes its plot and table into --report DIR")?;
+    let mut reports = Vec::with_capacity(args.compare.len());
+    for item in &args.compare {
+        let path = std::path::Path::new(item);
+        let report: Report = if item.ends_with(".json") && path.is_file() {
+            let text = std::fs::read(path).with_context(|| format!("reading {item}"))?;
+            serde_json::from_slice(&text).with_context(|| format!("{item} is not a facegate report.json"))?
+        } else {
+            let mut engine_args = args.engine.clone();
+            engine_args.model = Some(item.clone());
+            let engine = crate::engine(&engine_args)?;
+            eprintln!("facegate: evaluating {}", engine.model_version());
+            let (report, _) = evaluate(args, &engine)?;
+            let own = dir.join(item.replace('+', "_"));
+            let files = facegate_report::write(&report, &own)?;
+            eprintln!("facegate: report written: {}", list(&files));
+            report
+        };
+        println!("== {item}");
+        print_summary(&report);
+        reports.push((item.clone(), report));
+    }
+    let files = facegate_report::write_comparison(&reports, dir)?;
+    eprintln!("facegate: comparison written: {}", list(&files));
+    Ok(())
+}
+
+/// One model on the pair list: the report, and the impostor scores' mean and deviation.
+fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Report, Option<(f64, f64)>)> {
     let policy = match args.policy.as_str() {
         "dominant" => FacePolicy::Dominant,
         "single" => FacePolicy::Single,
@@ -90,7 +160,6 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if let Some(bad) = args.target_fmr.iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
         bail!("--target-fmr {bad}: a rate must be in (0, 1)");
     }
-    let engine = crate::engine(&args.engine)?;
     let pairs = read_pairs(&args.pairs, args.images.as_deref())?;
     let (images, people) = identities(&pairs);
     let start = std::time::Instant::now();
@@ -98,7 +167,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     // Each distinct photo is analysed once.
     let mut descriptors: Vec<Option<Descriptor>> = Vec::with_capacity(images.len());
     let mut qualities: Vec<Quality> = Vec::with_capacity(images.len());
-    for_each_face(&engine, &images, policy, |_, face| {
+    for_each_face(engine, &images, policy, |_, face| {
         qualities.push(quality(&face));
         descriptors.push(face.ok().map(|f| f.descriptor));
     });
@@ -177,6 +246,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         pose_yaw: args.pose_yaw.unwrap_or(limits.pose_yaw),
     };
     let threshold = f64::from(engine.threshold());
+    let impostor_stats = impostor_stats(&comparisons);
     // Descriptors are not needed past this point.
     drop(descriptors);
     let report = report::build(Inputs {
@@ -196,26 +266,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         limits,
     });
 
-    if let Some(dir) = &args.report {
-        let files = facegate_report::write(&report, dir)?;
-        eprintln!("facegate: report written: {}", list(&files));
-    }
-    if let Some(path) = &args.write_calibration {
-        let calibration = calibration(&report, &args.default_point)?;
-        std::fs::write(path, calibration.to_toml()).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
-            "facegate: calibration written: {} (default {}, threshold {:.4})",
-            path.display(),
-            calibration.default,
-            calibration.operating_points[&calibration.default].threshold
-        );
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_summary(&report);
-    }
-    Ok(())
+    Ok((report, impostor_stats))
 }
 
 fn list(files: &[PathBuf]) -> String {
@@ -227,7 +278,7 @@ fn list(files: &[PathBuf]) -> String {
 }
 
 /// The resolved operating points as a calibration; the default must be one of them.
-fn calibration(r: &Report, default: &str) -> Result<Calibration> {
+fn calibration(r: &Report, default: &str, impostors: Option<(f64, f64)>) -> Result<Calibration> {
     let points: BTreeMap<String, CalibratedPoint> = r
         .operating_points
         .iter()
@@ -264,7 +315,27 @@ fn calibration(r: &Report, default: &str) -> Result<Calibration> {
         impostor_comparisons: all.impostor,
         default: default.to_string(),
         operating_points: points,
+        impostor_mean: impostors.map(|s| s.0),
+        impostor_std: impostors.map(|s| s.1),
     })
+}
+
+/// The mean and (population) standard deviation of the impostor scores, in f64; `None` for
+/// fewer than two.
+fn impostor_stats(comparisons: &[Comparison]) -> Option<(f64, f64)> {
+    let scores = || {
+        comparisons
+            .iter()
+            .filter(|c| !c.scored.same)
+            .filter_map(|c| c.scored.score)
+    };
+    let n = scores().count();
+    if n < 2 {
+        return None;
+    }
+    let mean = scores().sum::<f64>() / n as f64;
+    let var = scores().map(|s| (s - mean).powi(2)).sum::<f64>() / n as f64;
+    Some((mean, var.sqrt()))
 }
 
 /// The engine compares f32 scores: round the threshold up, never down onto the impostor score
@@ -346,4 +417,30 @@ fn print_summary(r: &Report) {
         r.context.device
     );
     println!("scoring:            {}", r.context.scoring);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impostor_statistics_skip_genuine_and_refused_comparisons() {
+        let c = |same, score| Comparison {
+            a: 0,
+            b: 1,
+            scored: Scored { same, score },
+        };
+        let comparisons = [
+            c(false, Some(0.1)),
+            c(true, Some(0.9)),
+            c(false, Some(0.3)),
+            c(false, None),
+            c(false, Some(0.5)),
+        ];
+        let (mean, std) = impostor_stats(&comparisons).unwrap();
+        assert!((mean - 0.3).abs() < 1e-12, "{mean}");
+        // Population deviation of 0.1, 0.3, 0.5: √(0.08 / 3).
+        assert!((std - (0.08f64 / 3.0).sqrt()).abs() < 1e-12, "{std}");
+        assert_eq!(impostor_stats(&comparisons[..2]), None);
+    }
 }

@@ -27,6 +27,8 @@ fn models_list_shows_every_built_in_model_with_its_card() {
         "faceplugin-mobilefacenet-512",
         "mtcnn",
         "tiny-face-detector",
+        "face-landmark-68",
+        "face-landmark-68-tiny",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
