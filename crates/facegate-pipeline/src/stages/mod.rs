@@ -22,6 +22,7 @@ pub use landmarks::{FaceApi68, Landmark};
 const SHIPPED_CALIBRATIONS: &[&str] = &[
     include_str!("../../../../models/calibration/mtcnn-dlib-resnet-v1-f32.lfw-devtrain.toml"),
     include_str!("../../../../models/calibration/mtcnn-faceplugin-mobilefacenet-512.lfw-devtrain.toml"),
+    include_str!("../../../../models/calibration/mtcnn-dlib-resnet-v1+faceplugin-mobilefacenet-512.lfw-devtrain.toml"),
 ];
 
 /// The shipped calibration of model `id`, if there is one.
