@@ -48,12 +48,14 @@ pub enum ChipTargets {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Cosine similarity at or above which two faces match. Unset: the embedder's own (its
-    /// card's `threshold`, the best accuracy on LFW DevTrain); a calibration overrides both.
+    /// card's `threshold`, the best accuracy on LFW DevTrain; for a fusion, its shipped
+    /// calibration's default point); a calibration overrides both.
     pub threshold: Option<f32>,
     pub detector: Detector,
     /// The embedding network, by its name in the model registry (`facegate models list`):
     /// a built-in model or a directory under `models_dir`. Its card gives input size, colour
-    /// order, normalisation and alignment template.
+    /// order, normalisation and alignment template. Two to four names joined by `+` fuse their
+    /// scores (each z-normalised by its calibration's impostor statistics, then averaged).
     pub embedder: String,
     /// A directory of user models (`facegate models add` writes them); built-in models are
     /// always there.

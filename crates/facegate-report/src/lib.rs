@@ -468,6 +468,11 @@ pub fn comparison_markdown(reports: &[(String, Report)]) -> String {
             "- **the reports were made on different pair files: the rows do not compare**"
         );
     }
+    let _ = writeln!(
+        s,
+        "- s per image: each run's wall time over its photos, on its own machine and load; \
+         compare speed with a benchmark run instead"
+    );
     let _ = writeln!(s, "\n![DET curves](compare-det.svg)\n");
     // Every operating point any report resolved, in the order of the first that has it.
     let mut names: Vec<String> = Vec::new();

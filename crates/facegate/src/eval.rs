@@ -15,8 +15,9 @@ use crate::{EngineArgs, Refusal, for_each_face};
 
 #[derive(Args)]
 pub struct EvalArgs {
-    #[arg(long)]
-    pairs: PathBuf,
+    /// The pair list (LFW's pairs.txt format, or a TSV of path, path, same).
+    #[arg(long, required_unless_present = "compare")]
+    pairs: Option<PathBuf>,
     /// Image folder (default: beside the pair file).
     #[arg(long)]
     images: Option<PathBuf>,
@@ -141,9 +142,14 @@ fn compare(args: &EvalArgs) -> Result<()> {
             eprintln!("facegate: report written: {}", list(&files));
             report
         };
-        println!("== {item}");
+        // An earlier report is labelled by its model id's embedder part, not its path.
+        let label = match report.context.model.split_once('/') {
+            Some((_, rest)) if item.ends_with(".json") => rest.to_string(),
+            _ => item.clone(),
+        };
+        println!("== {label}");
         print_summary(&report);
-        reports.push((item.clone(), report));
+        reports.push((label, report));
     }
     let files = facegate_report::write_comparison(&reports, dir)?;
     eprintln!("facegate: comparison written: {}", list(&files));
@@ -160,7 +166,8 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
     if let Some(bad) = args.target_fmr.iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
         bail!("--target-fmr {bad}: a rate must be in (0, 1)");
     }
-    let pairs = read_pairs(&args.pairs, args.images.as_deref())?;
+    let pairs_file = args.pairs.as_ref().context("--pairs FILE: the pairs to evaluate the model on")?;
+    let pairs = read_pairs(pairs_file, args.images.as_deref())?;
     let (images, people) = identities(&pairs);
     let start = std::time::Instant::now();
 
@@ -251,7 +258,7 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
     drop(descriptors);
     let report = report::build(Inputs {
         context: report::Context {
-            pairs_file: args.pairs.display().to_string(),
+            pairs_file: pairs_file.display().to_string(),
             model: engine.model_version().to_string(),
             device: engine.device_label().to_string(),
             scoring: engine.scorer_label(),

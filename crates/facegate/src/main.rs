@@ -40,7 +40,8 @@ pub struct EngineArgs {
     /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
     #[arg(long, requires = "calibration")]
     operating_point: Option<String>,
-    /// The embedding model, by name (`facegate models list`).
+    /// The embedding model, by name (`facegate models list`), or two to four joined by `+` for
+    /// score fusion (`dlib-resnet-v1+faceplugin-mobilefacenet-512`).
     #[arg(long)]
     model: Option<String>,
     /// A directory of user models (`facegate models add` writes there).

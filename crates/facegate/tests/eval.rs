@@ -260,3 +260,37 @@ fn evaluation_report_matches_an_independent_computation() {
     assert_eq!(a["genuine"], b["genuine"]);
     close(&all_pairs["eer"], v["eer"].as_f64().unwrap(), 1e-12, "EER, all-vs-all");
 }
+
+/// `eval --compare` over two committed reports: one table row and one DET curve per model,
+/// with the figures each report holds.
+#[test]
+fn compare_puts_two_reports_side_by_side() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let reports = [
+        root.join("docs/eval/dlib-resnet-v1-lfw-devtest/report.json"),
+        root.join("docs/eval/mobilefacenet-512/lfw-devtest/report.json"),
+    ];
+    let list = reports.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    run(&["eval", "--compare", &list, "--report", out.to_str().unwrap()]);
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    for path in &reports {
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let model = r["context"]["model"].as_str().unwrap();
+        let row = md
+            .lines()
+            .find(|l| l.contains(&format!("`{model}`")))
+            .unwrap_or_else(|| panic!("no row for {model}:\n{md}"));
+        let fnmr = r["operating_points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "fmr_1e-3")
+            .unwrap()["fnmr"]
+            .as_f64()
+            .unwrap();
+        assert!(row.contains(&format!("{:.2} %", 100.0 * fnmr)), "{row}");
+    }
+    assert!(out.join("compare-det.png").is_file() && out.join("compare-det.svg").is_file());
+}
