@@ -91,6 +91,35 @@ const GENUINE: RGBColor = RGBColor(0, 114, 178);
 const IMPOSTOR: RGBColor = RGBColor(213, 94, 0);
 const POINT: RGBColor = RGBColor(0, 158, 115);
 
+type DetChart<'a, B> = ChartContext<'a, B, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// FNMR against FMR, both on log axes from the given lower bounds to 1, with the mesh drawn.
+fn det_axes<'a, B: DrawingBackend>(
+    root: &'a Area<B>,
+    caption: String,
+    x_lo: f64,
+    y_lo: f64,
+) -> Result<DetChart<'a, B>, String> {
+    let e = |e: DrawingAreaErrorKind<B::ErrorType>| e.to_string();
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((x_lo..1.0).log_scale(), (y_lo..1.0).log_scale())
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("FMR (false match rate)")
+        .y_desc("FNMR (false non-match rate)")
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(e)?;
+    Ok(chart)
+}
+
 fn draw_det<B: DrawingBackend>(root: Area<B>, r: &Report) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<B::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
@@ -107,25 +136,8 @@ fn draw_det<B: DrawingBackend>(root: Area<B>, r: &Report) -> Result<(), String> 
     let x_lo = decade(0.5 / (impostor.max(1) as f64)).min(1e-2);
     let y_lo = decade(0.5 / (genuine.max(1) as f64)).min(1e-2);
     let clamp = |v: f64, lo: f64| v.max(lo);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("DET curve: {} genuine, {} impostor comparisons", genuine, impostor),
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d((x_lo..1.0).log_scale(), (y_lo..1.0).log_scale())
-        .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc("FMR (false match rate)")
-        .y_desc("FNMR (false non-match rate)")
-        .x_label_formatter(&|v| format!("{v:.0e}"))
-        .y_label_formatter(&|v| format!("{v:.0e}"))
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(e)?;
+    let caption = format!("DET curve: {} genuine, {} impostor comparisons", genuine, impostor);
+    let mut chart = det_axes(&root, caption, x_lo, y_lo)?;
     chart
         .draw_series(LineSeries::new(
             [(x_lo, x_lo.max(y_lo)), (1.0, 1.0)].map(|(x, _)| (x, clamp(x, y_lo))),
@@ -417,22 +429,7 @@ fn draw_dets<B: DrawingBackend>(root: Area<B>, reports: &[(String, Report)]) -> 
     let impostor = counts.iter().map(|c| c.1).max().unwrap_or(1).max(1);
     let x_lo = decade(0.5 / impostor as f64).min(1e-2);
     let y_lo = decade(0.5 / genuine as f64).min(1e-2);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("DET curves: {} models", reports.len()), ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d((x_lo..1.0).log_scale(), (y_lo..1.0).log_scale())
-        .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc("FMR (false match rate)")
-        .y_desc("FNMR (false non-match rate)")
-        .x_label_formatter(&|v| format!("{v:.0e}"))
-        .y_label_formatter(&|v| format!("{v:.0e}"))
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(e)?;
+    let mut chart = det_axes(&root, format!("DET curves: {} models", reports.len()), x_lo, y_lo)?;
     for (i, (label, r)) in reports.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         chart

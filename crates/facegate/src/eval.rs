@@ -166,7 +166,10 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
     if let Some(bad) = args.target_fmr.iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
         bail!("--target-fmr {bad}: a rate must be in (0, 1)");
     }
-    let pairs_file = args.pairs.as_ref().context("--pairs FILE: the pairs to evaluate the model on")?;
+    let pairs_file = args
+        .pairs
+        .as_ref()
+        .context("--pairs FILE: the pairs to evaluate the model on")?;
     let pairs = read_pairs(pairs_file, args.images.as_deref())?;
     let (images, people) = identities(&pairs);
     let start = std::time::Instant::now();

@@ -270,7 +270,11 @@ fn compare_puts_two_reports_side_by_side() {
         root.join("docs/eval/dlib-resnet-v1-lfw-devtest/report.json"),
         root.join("docs/eval/mobilefacenet-512/lfw-devtest/report.json"),
     ];
-    let list = reports.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+    let list = reports
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmp");
     run(&["eval", "--compare", &list, "--report", out.to_str().unwrap()]);
