@@ -61,7 +61,7 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
-    /// Print the 128-d face descriptor of each image.
+    /// Print the face descriptor of each image (as long as the embedder's output).
     Embed {
         #[arg(required = true)]
         images: Vec<PathBuf>,
