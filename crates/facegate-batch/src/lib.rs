@@ -6,10 +6,15 @@
 //! renamed, so a part is either whole or absent). Killed at any moment, `--resume` skips the
 //! rows whose part exists; at the end the parts are joined into `OUT`, one row group each, in
 //! input order. Results only: no image and no descriptor is ever written.
+//!
+//! Inputs as users write them: Parquet in any codec pyarrow, pandas, Spark or DuckDB use
+//! (snappy, zstd, gzip, lz4, brotli), Arrow IPC plain or lz4/zstd. Output: Parquet, zstd. Path
+//! columns are read only below the images folder: a path that leaves it is an error row
+//! (`probe_path_outside_root`, `reference_path_outside_root`) and is never opened.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +27,8 @@ use facegate_core::ImageBytes;
 use facegate_scheduler::{EngineBackend, PairRequest, Priority, Scheduler};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +212,18 @@ impl<R: RecordBatchReader> RecordBatchReader for Rechunk<R> {
 /// Where a photo comes from in one input row.
 enum Source {
     Bytes(ImageBytes),
+    /// Below the images folder, as far as the path's text says (links are checked at load).
     Path(PathBuf),
+    /// A path that leaves the images folder (absolute, or with `..`): never opened.
+    Outside,
+}
+
+/// `base/rel`, or `None` when `rel` could leave `base` by its text alone.
+fn confined(base: &Path, rel: &str) -> Option<PathBuf> {
+    let rel = Path::new(rel);
+    rel.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        .then(|| base.join(rel))
 }
 
 struct InputRow {
@@ -244,7 +262,7 @@ fn sources(batch: &RecordBatch, name: &str, base: &Path) -> Result<Vec<Option<So
         DataType::LargeBinary => Ok(owned(&mut col.as_binary::<i64>().iter())),
         DataType::Utf8 | DataType::LargeUtf8 => Ok(strings(batch, name)?
             .into_iter()
-            .map(|p| p.map(|p| Source::Path(base.join(p))))
+            .map(|p| p.map(|p| confined(base, &p).map_or(Source::Outside, Source::Path)))
             .collect()),
         other => Err(JobError::Input(format!(
             "`{name}` must be binary (image bytes) or string (a path), not {other}"
@@ -272,16 +290,23 @@ fn input_rows(batch: &RecordBatch, base: &Path) -> Result<Vec<RowOrError>, JobEr
         .collect())
 }
 
-async fn load(source: Source) -> Result<ImageBytes, String> {
+/// A row's photo: its bytes, or an error code. `root` is the images folder, canonical.
+async fn load(source: Source, root: &Path) -> Result<ImageBytes, String> {
+    let code = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => "file_not_found".to_string(),
+        _ => "file_unreadable".to_string(),
+    };
     match source {
         Source::Bytes(b) => Ok(b),
-        Source::Path(p) => tokio::fs::read(&p)
-            .await
-            .map(ImageBytes::new)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => "file_not_found".to_string(),
-                _ => "file_unreadable".to_string(),
-            }),
+        Source::Outside => Err("path_outside_root".into()),
+        Source::Path(p) => {
+            // A link inside the folder may point out of it: resolve before reading.
+            let real = tokio::fs::canonicalize(&p).await.map_err(code)?;
+            if !real.starts_with(root) {
+                return Err("path_outside_root".into());
+            }
+            tokio::fs::read(&real).await.map(ImageBytes::new).map_err(code)
+        }
     }
 }
 
@@ -301,6 +326,7 @@ fn error_row(id: String, code: String, threshold: f32, model: &str, elapsed_ms: 
 async fn verify_rows(
     scheduler: &Scheduler<EngineBackend>,
     rows: Vec<Result<InputRow, (String, String)>>,
+    root: &Path,
 ) -> Vec<ResultRow> {
     let engine = scheduler.backend().engine();
     let (threshold, model) = (engine.threshold(), engine.model_version().to_string());
@@ -310,6 +336,7 @@ async fn verify_rows(
         .into_iter()
         .map(|row| {
             let (scheduler, model, room) = (scheduler.clone(), model.clone(), room.clone());
+            let root = root.to_path_buf();
             tokio::spawn(async move {
                 let row = match row {
                     Ok(r) => r,
@@ -318,7 +345,7 @@ async fn verify_rows(
                 let _room = room.acquire_owned().await.expect("never closed");
                 let start = Instant::now();
                 let ms = |s: Instant| s.elapsed().as_secs_f64() * 1e3;
-                let pair = match (load(row.probe).await, load(row.reference).await) {
+                let pair = match (load(row.probe, &root).await, load(row.reference, &root).await) {
                     (Ok(probe), Ok(reference)) => PairRequest { probe, reference },
                     (Err(e), _) => return error_row(row.id, format!("probe_{e}"), threshold, &model, ms(start)),
                     (_, Err(e)) => return error_row(row.id, format!("reference_{e}"), threshold, &model, ms(start)),
@@ -372,11 +399,18 @@ fn to_batch(rows: &[ResultRow]) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(output_schema(), columns)
 }
 
+/// Our Parquet: zstd at its default level (smaller than snappy, read by every current reader).
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
 /// Write `batch` to `path` so that it is either complete or absent, even across a crash.
 fn write_durable(path: &Path, batches: &[RecordBatch]) -> Result<(), JobError> {
     let tmp = path.with_extension("tmp");
     let file = File::create(&tmp).map_err(io(&tmp))?;
-    let mut writer = ArrowWriter::try_new(file, output_schema(), None)?;
+    let mut writer = ArrowWriter::try_new(file, output_schema(), Some(writer_properties()))?;
     for b in batches {
         writer.write(b)?;
         // One row group per part.
@@ -406,7 +440,8 @@ pub async fn run(
         rows_per_group: options.rows_per_group.max(1),
     };
     let manifest_path = parts.join("job.json");
-    if parts.exists() {
+    let manifest_existed = parts.exists();
+    if manifest_existed {
         if !options.resume {
             return Err(JobError::State(format!(
                 "{} holds an interrupted run: pass --resume to continue it, or delete it",
@@ -416,11 +451,25 @@ pub async fn run(
         let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
         let earlier: Manifest =
             serde_json::from_str(&text).map_err(|e| JobError::State(format!("{}: {e}", manifest_path.display())))?;
-        if earlier.input != manifest.input || earlier.input_bytes != manifest.input_bytes {
+        let mut differs = Vec::new();
+        if earlier.input != manifest.input {
+            differs.push(format!(
+                "it read {}, this run reads {}",
+                earlier.input.display(),
+                manifest.input.display()
+            ));
+        }
+        if earlier.input_bytes != manifest.input_bytes {
+            differs.push(format!(
+                "the input was {} bytes then and is {} bytes now",
+                earlier.input_bytes, manifest.input_bytes
+            ));
+        }
+        if !differs.is_empty() {
             return Err(JobError::State(format!(
-                "{} was started on a different input ({})",
+                "{} was started on a different input: {}. Resume with that input, or delete the folder to start over",
                 parts.display(),
-                earlier.input.display()
+                differs.join("; ")
             )));
         }
         manifest.rows_per_group = earlier.rows_per_group;
@@ -439,16 +488,57 @@ pub async fn run(
         std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest).expect("serialisable")).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &manifest_path).map_err(io(&manifest_path))?;
     }
+    let fresh = !manifest_existed;
+    let result = run_parts(
+        scheduler,
+        options,
+        &parts,
+        manifest.rows_per_group,
+        &mut progress,
+        start,
+    )
+    .await;
+    // A run that failed before any result was written leaves nothing behind, so that fixing
+    // the input and running again just works.
+    if result.is_err() && fresh && !has_parts(&parts) {
+        let _ = std::fs::remove_dir_all(&parts);
+    }
+    result
+}
+
+/// Whether `dir` holds any finished part.
+fn has_parts(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+    })
+}
+
+async fn run_parts(
+    scheduler: &Scheduler<EngineBackend>,
+    options: &JobOptions,
+    parts: &Path,
+    rows_per_group: usize,
+    progress: &mut impl FnMut(u64),
+    start: Instant,
+) -> Result<Summary, JobError> {
     let base = match &options.images {
         Some(d) => d.clone(),
         None => options.input.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    let reader = open_input(&options.input, manifest.rows_per_group)?;
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let root = std::fs::canonicalize(&base).map_err(io(&base))?;
+    let reader = open_input(&options.input, rows_per_group)?;
     let mut summary = Summary::default();
     let mut part_files = Vec::new();
     for (index, batch) in reader.enumerate() {
         let batch = batch?;
-        let path = part_path(&parts, index as u64);
+        let path = part_path(parts, index as u64);
         summary.rows += batch.num_rows() as u64;
         if path.exists() {
             summary.resumed_rows += batch.num_rows() as u64;
@@ -457,7 +547,7 @@ pub async fn run(
             // Our copies of the images are wiped when the rows are done; Arrow's buffer of the
             // chunk is freed here, not wiped (a known gap, README "Privacy").
             drop(batch);
-            let results = verify_rows(scheduler, rows).await;
+            let results = verify_rows(scheduler, rows, &root).await;
             for r in &results {
                 match r.decision.as_str() {
                     "match" => summary.matches += 1,
@@ -475,7 +565,7 @@ pub async fn run(
     let tmp = options.output.with_extension("joining");
     {
         let file = File::create(&tmp).map_err(io(&tmp))?;
-        let mut writer = ArrowWriter::try_new(file, output_schema(), None)?;
+        let mut writer = ArrowWriter::try_new(file, output_schema(), Some(writer_properties()))?;
         for p in &part_files {
             let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(p).map_err(io(p))?)?.build()?;
             for b in reader {
@@ -486,7 +576,7 @@ pub async fn run(
         writer.into_inner()?.sync_all().map_err(io(&tmp))?;
     }
     std::fs::rename(&tmp, &options.output).map_err(io(&options.output))?;
-    std::fs::remove_dir_all(&parts).map_err(io(&parts))?;
+    std::fs::remove_dir_all(parts).map_err(io(parts))?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -414,7 +414,9 @@ fn refused(caller: &Caller, e: ApiError) -> Response {
     e.with_id(&caller.request_id).into_response()
 }
 
-fn log_decision(state: &AppState, caller: &Caller, item: Option<&str>, v: &Verification, batch: usize, queue_ms: f64) {
+/// `item` is the pair's index in a batch request: our own number, never the client's id
+/// (a client-chosen string does not enter our logs).
+fn log_decision(state: &AppState, caller: &Caller, item: Option<usize>, v: &Verification, batch: usize, queue_ms: f64) {
     state.scheduler.metrics().record_decision(v);
     let reasons: Vec<&str> = v.reasons.iter().map(|r| r.code.as_str()).collect();
     tracing::info!(
@@ -493,13 +495,13 @@ async fn verify_batch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         })
         .collect();
     let mut results = Vec::with_capacity(tasks.len());
-    for (id, task) in tasks {
+    for (index, (id, task)) in tasks.into_iter().enumerate() {
         let item = match task.await {
             Ok(Ok(outcome)) => {
                 log_decision(
                     &state,
                     &caller,
-                    id.as_deref(),
+                    Some(index),
                     &outcome.response,
                     outcome.batch_size,
                     outcome.queue_ms,

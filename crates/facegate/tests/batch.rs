@@ -1,5 +1,6 @@
-//! `facegate batch` on the real binary: Parquet and Arrow IPC inputs, binary and path columns,
-//! error rows, and a SIGKILL mid-job followed by `--resume` with every row exactly once.
+//! `facegate batch` on the real binary: Parquet and Arrow IPC inputs (ours and pyarrow's, every
+//! codec), binary and path columns, paths confined to `--images`, error rows, a failed run that
+//! leaves nothing, and a SIGKILL mid-job followed by `--resume` with every row exactly once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -232,6 +233,18 @@ fn sigkill_then_resume_gives_every_row_exactly_once() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
 
+    // Resumed with another input, the refusal says what differs.
+    let other = dir.path().join("other.parquet");
+    write_parquet(&other, &path_batch(&rows[..5]), 16);
+    let wrong = batch_cmd(&other, &output, &["--resume"]).output().unwrap();
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        message.contains("other.parquet") && message.contains("job.parquet") && message.contains("bytes"),
+        "{message}"
+    );
+    assert!(done_parts() == kept, "a refused resume touched the parts");
+
     let resumed = batch_cmd(&input, &output, &["--resume"]).output().unwrap();
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
@@ -240,4 +253,123 @@ fn sigkill_then_resume_gives_every_row_exactly_once() {
     let got = read_output(&output).unwrap();
     check(&rows, &got, &want, "reference_file_not_found");
     assert!(!parts.exists());
+}
+
+/// Inputs as users write them (`tools/batch/make_inputs.py`, pyarrow 18.1): snappy (pyarrow's,
+/// pandas', Spark's and DuckDB's default), zstd, gzip, lz4 and brotli Parquet; lz4 and zstd
+/// Arrow IPC. Our output is zstd Parquet.
+#[test]
+fn parquet_and_arrow_as_pyarrow_writes_them() {
+    let rows: Vec<(String, &str, &str)> = vec![
+        ("same".into(), "face-a.png", "exif-rotated.jpg"),
+        ("other".into(), "face-a.png", "face-c.png"),
+        ("missing".into(), "face-b.png", "missing.png"),
+    ];
+    let want = expected(&rows);
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = [
+        "pairs.snappy.parquet",
+        "pairs.zstd.parquet",
+        "pairs.gzip.parquet",
+        "pairs.lz4.parquet",
+        "pairs.brotli.parquet",
+        "pairs.lz4.arrow",
+        "pairs.zstd.arrow",
+    ];
+    for name in inputs {
+        let input = data_dir().join("batch").join(name);
+        let output = dir.path().join(format!("{name}.out.parquet"));
+        let out = batch_cmd(&input, &output, &[]).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        check(&rows, &read_output(&output).unwrap(), &want, "reference_file_not_found");
+        let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&output).unwrap()).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        for column in meta.row_group(0).columns() {
+            assert!(
+                matches!(column.compression(), parquet::basic::Compression::ZSTD(_)),
+                "{name}: output column {} is {:?}",
+                column.column_path(),
+                column.compression()
+            );
+        }
+    }
+}
+
+/// Path columns are read only below `--images`: an absolute path, a `..`, or a link out of the
+/// folder is an error row, and what it names is never read.
+#[test]
+fn paths_that_leave_the_images_folder_are_error_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for f in ["face-a.png", "exif-rotated.jpg"] {
+        std::fs::copy(data_dir().join(f), images.join(f)).unwrap();
+    }
+    // A file outside the folder that is a valid photo: were it read, the row would verify.
+    std::fs::copy(data_dir().join("face-a.png"), dir.path().join("outside.png")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.png"), images.join("link.png")).unwrap();
+    let outside = dir.path().join("outside.png").display().to_string();
+    let rows: Vec<(String, &str, &str)> = vec![
+        ("inside".into(), "face-a.png", "exif-rotated.jpg"),
+        ("dotdot".into(), "face-a.png", "../outside.png"),
+        ("absolute".into(), &outside, "face-a.png"),
+        ("link".into(), "face-a.png", "link.png"),
+        ("dot".into(), "./face-a.png", "exif-rotated.jpg"),
+    ];
+    let input = dir.path().join("paths.parquet");
+    write_parquet(&input, &path_batch(&rows), 16);
+    let output = dir.path().join("out.parquet");
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["batch", "--device", "cpu", "--json", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--images")
+        .arg(&images)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = read_output(&output).unwrap();
+    let by_id = |id: &str| got.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(by_id("inside").decision, "match");
+    assert_eq!(by_id("dot").decision, "match");
+    assert_eq!(by_id("dotdot").reasons, vec!["reference_path_outside_root"]);
+    assert_eq!(by_id("absolute").reasons, vec!["probe_path_outside_root"]);
+    assert_eq!(by_id("link").reasons, vec!["reference_path_outside_root"]);
+    for id in ["dotdot", "absolute", "link"] {
+        assert_eq!(by_id(id).decision, "error", "{id}");
+    }
+}
+
+/// A run that fails on its input leaves nothing behind, so that the fixed input runs at once.
+#[test]
+fn a_failed_run_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.parquet");
+    let parts = PathBuf::from(format!("{}.parts", output.display()));
+    // No `id` column: refused on the first chunk, before any result.
+    let bad = dir.path().join("bad.parquet");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("probe", DataType::Utf8, false),
+        Field::new("reference", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(["face-a.png"])),
+        Arc::new(StringArray::from_iter_values(["face-c.png"])),
+    ];
+    write_parquet(&bad, &RecordBatch::try_new(schema, columns).unwrap(), 16);
+    let failed = batch_cmd(&bad, &output, &[]).output().unwrap();
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("no `id` column"));
+    assert!(!parts.exists(), "a failed run left {}", parts.display());
+    assert!(!output.exists());
+
+    let rows: Vec<(String, &str, &str)> = (0..4)
+        .map(|i| (format!("row-{i}"), "face-a.png", "face-c.png"))
+        .collect();
+    let good = dir.path().join("good.parquet");
+    write_parquet(&good, &path_batch(&rows), 16);
+    let ok = batch_cmd(&good, &output, &[]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(read_output(&output).unwrap().len(), 4);
 }

@@ -119,6 +119,14 @@ fn nothing_biometric_reaches_logs_or_disk_and_sigterm_loses_nothing() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let statuses: Vec<u16> = runtime.block_on(async {
         let http = reqwest::Client::new();
+        // A batch whose item id is client-chosen text (the marker): logged by our index only.
+        let batch = http
+            .post(format!("http://{addr}/v1/verify/batch"))
+            .json(&serde_json::json!({ "pairs": [{ "id": format!("{marker}-item"), "probe": b64, "reference": b64 }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(batch.status(), 200);
         let url = format!("http://{addr}/v1/verify");
         let face_b = std::fs::read(data("face-b.png")).unwrap();
         let mut tasks = Vec::new();
@@ -176,7 +184,9 @@ fn nothing_biometric_reaches_logs_or_disk_and_sigterm_loses_nothing() {
         .lines()
         .filter(|l| l.contains("\"message\":\"verification\""))
         .count();
-    assert_eq!(verifications, answered, "one log line per answered verification");
+    // One line per answered verification, and one for the batch's pair, named by our index.
+    assert_eq!(verifications, answered + 1, "one log line per answered verification");
+    assert!(log_text.contains("\"item\":0"), "the batch pair's line names its index");
     for l in log_text.lines() {
         serde_json::from_str::<serde_json::Value>(l).expect("every log line is JSON");
     }
