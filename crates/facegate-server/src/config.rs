@@ -30,6 +30,15 @@ pub struct HttpConfig {
     pub clients: Vec<ClientKey>,
     /// Serve HTTPS (rustls) with this certificate chain and key, both PEM.
     pub tls: Option<TlsConfig>,
+    /// A connection must deliver a request's headers within this time (also a new connection's
+    /// first request, and the next request on a kept-alive one), else it is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request's whole body must arrive within this time, else 408 `request_timeout`: with
+    /// `max_body_bytes`, a minimum rate (20 MiB in 30 s by default).
+    pub body_read_timeout_ms: u64,
+    /// Open connections at most; more are closed as soon as they are accepted, so a flood of
+    /// idle sockets cannot take the process's file descriptors from real clients.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +50,9 @@ impl Default for HttpConfig {
             default_deadline_ms: 30_000,
             clients: Vec::new(),
             tls: None,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 512,
         }
     }
 }
@@ -84,6 +96,12 @@ impl ServiceConfig {
         }
         if self.server.max_batch_pairs == 0 {
             return Err("server.max_batch_pairs must be at least 1".into());
+        }
+        let s = &self.server;
+        if s.header_read_timeout_ms == 0 || s.body_read_timeout_ms == 0 || s.max_connections == 0 {
+            return Err(
+                "server.header_read_timeout_ms, body_read_timeout_ms and max_connections must be above 0".into(),
+            );
         }
         Ok(())
     }

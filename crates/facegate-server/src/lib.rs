@@ -7,6 +7,7 @@
 //! timings and model version only.
 
 pub mod config;
+mod limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -295,6 +296,22 @@ fn body_error(status: StatusCode, e: impl std::fmt::Display) -> ApiError {
     }
 }
 
+/// `read` (a body being read and parsed) within `body_read_timeout_ms`, else 408: a client that
+/// trickles its body cannot hold the connection and the buffer for long.
+async fn within_body_time<T>(
+    state: &AppState,
+    read: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let limit = Duration::from_millis(state.http.body_read_timeout_ms);
+    tokio::time::timeout(limit, read).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request body did not arrive within {} ms", limit.as_millis()),
+        ))
+    })
+}
+
 /// Read and parse a JSON body, then wipe the bytes (they hold base64 images).
 async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
     let body = Bytes::from_request(req, &())
@@ -380,7 +397,7 @@ fn deadline(state: &AppState, asked_ms: Option<u64>) -> Instant {
 async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let caller = req.extensions().get::<Caller>().cloned().expect("set by authenticate");
     let id = caller.request_id.clone();
-    let parsed = match parse_verify(req).await {
+    let parsed = match within_body_time(&state, parse_verify(req)).await {
         Ok(p) => p,
         Err(e) => return refused(&caller, e),
     };
@@ -457,7 +474,7 @@ async fn verify_batch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             ),
         );
     }
-    let batch: JsonBatch = match json_body(req).await {
+    let batch: JsonBatch = match within_body_time(&state, json_body(req)).await {
         Ok(b) => b,
         Err(e) => return refused(&caller, e),
     };
@@ -585,14 +602,33 @@ impl Service {
         let state = Arc::new(AppState::new(scheduler, config.server.clone()));
         let app = router(state.clone()).into_make_service();
         let handle = axum_server::Handle::new();
-        let task = match &config.server.tls {
-            None => tokio::spawn(axum_server::bind(addr).handle(handle.clone()).serve(app)),
+        let http = &config.server;
+        let headers = Duration::from_millis(http.header_read_timeout_ms);
+        let capped = limits::Capped::new(http.max_connections);
+        // hyper's header timeout covers every request's head, a kept-alive connection's wait
+        // for the next one included; axum-server's covers a new connection that sends nothing.
+        let configure =
+            |mut server: axum_server::Server<SocketAddr, limits::Capped<axum_server::accept::DefaultAcceptor>>| {
+                server
+                    .http_builder()
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(headers);
+                server.first_request_timeout(headers).handle(handle.clone())
+            };
+        let task = match &http.tls {
+            None => {
+                tokio::spawn(configure(axum_server::bind(addr).acceptor(capped.wrap(Default::default()))).serve(app))
+            }
             Some(tls) => {
                 install_crypto_provider();
                 let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                     .await
                     .map_err(|e| format!("TLS certificate or key: {e}"))?;
-                tokio::spawn(axum_server::bind_rustls(addr, rustls).handle(handle.clone()).serve(app))
+                let server = configure(axum_server::bind(addr).acceptor(capped.wrap(Default::default())));
+                // The handshake is bounded by the same time as a request's head.
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(rustls).handshake_timeout(headers);
+                tokio::spawn(server.map(|capped| tls.clone().acceptor(capped)).serve(app))
             }
         };
         let addr = match handle.listening().await {

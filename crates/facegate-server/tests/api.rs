@@ -425,3 +425,115 @@ async fn serves_https_when_a_certificate_is_configured() {
     assert!(reqwest::get(format!("http://localhost:{port}/healthz")).await.is_err());
     service.shutdown().await;
 }
+
+/// Reads until the server closes the connection (EOF or reset), giving what it sent and when.
+async fn until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> (Vec<u8>, std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, start.elapsed()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("still open after {limit:?}; got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+}
+
+/// Every socket an outsider opens is bounded in time and number: a silent connection, a head
+/// sent a byte at a time, an idle kept-alive connection and a stalled body are cut off within
+/// the configured times, connections beyond the cap are closed at once, and normal requests
+/// keep being answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_silent_and_surplus_connections_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let ms = std::time::Duration::from_millis;
+    let mut c = config();
+    c.server.header_read_timeout_ms = 600;
+    c.server.body_read_timeout_ms = 900;
+    c.server.max_connections = 6;
+    let service = start(c).await;
+    let addr = service.addr;
+    let http = reqwest::Client::new();
+    let healthy = |http: reqwest::Client| async move {
+        let r = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    };
+
+    // A connection that sends nothing.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // A request head trickled a byte every 100 ms: it never completes.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        for b in head {
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(ms(100)).await;
+        }
+        panic!("the server read a whole trickled head");
+    });
+    // A kept-alive connection that goes idle after one answered request.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // A body that declares a megabyte and stalls after 10 bytes.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/verify HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{{\"probe\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Normal requests are answered meanwhile.
+    healthy(http.clone()).await;
+
+    let (_, t) = until_closed(&mut silent, ms(3000)).await;
+    assert!(t >= ms(400) && t < ms(2000), "silent connection closed after {t:?}");
+    let (answer, t) = until_closed(&mut idle, ms(3000)).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(t < ms(2000), "idle kept-alive connection closed after {t:?}");
+    let (answer, t) = until_closed(&mut stalled, ms(3000)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"),
+        "{answer}"
+    );
+    assert!(t < ms(2500), "stalled body answered after {t:?}");
+    tokio::time::timeout(ms(3000), trickle)
+        .await
+        .expect("trickled head cut off")
+        .unwrap();
+
+    // Six connections are the cap: of seven silent ones, exactly one (whichever the server
+    // accepts last) is closed at once; the others wait out the header timeout.
+    let mut watchers = Vec::new();
+    for _ in 0..7 {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        watchers.push(tokio::spawn(async move { until_closed(&mut conn, ms(3000)).await.1 }));
+    }
+    let mut times = Vec::new();
+    for w in watchers {
+        times.push(w.await.unwrap());
+    }
+    times.sort();
+    assert!(
+        times[0] < ms(300),
+        "no connection over the cap was closed at once: {times:?}"
+    );
+    assert!(
+        times[1] >= ms(400),
+        "more than one connection refused under a cap of 6: {times:?}"
+    );
+    healthy(http).await;
+}
