@@ -39,6 +39,9 @@ pub struct HttpConfig {
     /// Open connections at most; more are closed as soon as they are accepted, so a flood of
     /// idle sockets cannot take the process's file descriptors from real clients.
     pub max_connections: usize,
+    /// Serve `/metrics` without a key even when keys are configured (default: it needs one,
+    /// as the API does; with no keys configured everything is open anyway).
+    pub metrics_open: bool,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +56,7 @@ impl Default for HttpConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             max_connections: 512,
+            metrics_open: false,
         }
     }
 }

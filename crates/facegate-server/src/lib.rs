@@ -90,16 +90,24 @@ struct Caller {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.http.max_body_bytes;
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/v1/verify", post(verify))
-        .route("/v1/verify/batch", post(verify_batch))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .merge(api)
+        .route("/v1/verify/batch", post(verify_batch));
+    let mut open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi));
+    // Decision and rejection counts are the authority's business: behind the keys when there
+    // are keys, unless the configuration opens them (a scraper on a private network).
+    if state.http.metrics_open {
+        open = open.route("/metrics", get(metrics));
+    } else {
+        api = api.route("/metrics", get(metrics));
+    }
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(api)
+        .merge(open)
         // Refuse an oversized body from its Content-Length before reading it; a body without
         // one is cut off at the same size while it streams.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))

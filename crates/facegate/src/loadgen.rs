@@ -104,7 +104,7 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
         .build()?;
     let verify = base.join("/v1/verify")?;
     let metrics_url = base.join("/metrics")?;
-    let before = scrape(&http, &metrics_url).await?;
+    let before = scrape(&http, &metrics_url, args.api_key.as_deref()).await?;
     let clients = Arc::new(Semaphore::new(args.concurrency));
     let (probe, reference) = (Arc::new(probe), Arc::new(reference));
     let priority = if args.bulk { "bulk" } else { "interactive" };
@@ -163,7 +163,7 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
         *status.entry(s).or_default() += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let after = scrape(&http, &metrics_url).await?;
+    let after = scrape(&http, &metrics_url, args.api_key.as_deref()).await?;
     let delta = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
     let batches = delta("facegate_batch_size_count");
     // The histogram's buckets as the service exports them, in order of their bounds.
@@ -214,9 +214,13 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
 }
 
 /// Metric samples by series name (labels included), from the text exposition format.
-async fn scrape(http: &reqwest::Client, url: &reqwest::Url) -> Result<BTreeMap<String, f64>> {
-    let text = http
-        .get(url.clone())
+async fn scrape(http: &reqwest::Client, url: &reqwest::Url, key: Option<&str>) -> Result<BTreeMap<String, f64>> {
+    let mut req = http.get(url.clone());
+    // With keys configured, /metrics needs one as the API does.
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    let text = req
         .send()
         .await
         .with_context(|| format!("reaching {url}"))?
