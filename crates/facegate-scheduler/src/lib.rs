@@ -20,7 +20,7 @@ mod metrics;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -191,6 +191,9 @@ struct Inner<B: Backend> {
     closing_tx: watch::Sender<bool>,
     device_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Metrics,
+    /// The device's measured time per request (µs, a moving average; 0 until measured):
+    /// what admission estimates a newcomer's wait from.
+    service_us: Arc<AtomicU64>,
 }
 
 impl<B: Backend> Scheduler<B> {
@@ -208,12 +211,14 @@ impl<B: Backend> Scheduler<B> {
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (batch_tx, batch_rx) = mpsc::channel::<Batch<B>>(1);
         let (closing_tx, closing_rx) = watch::channel(false);
+        let service_us = Arc::new(AtomicU64::new(0));
         let device = {
             let backend = backend.clone();
             let metrics = metrics.clone();
+            let service_us = service_us.clone();
             std::thread::Builder::new()
                 .name("facegate-device".into())
-                .spawn(move || device_loop(&*backend, batch_rx, &metrics))
+                .spawn(move || device_loop(&*backend, batch_rx, &metrics, &service_us))
                 .map_err(|e| e.to_string())?
         };
         let queue = Queue {
@@ -235,6 +240,7 @@ impl<B: Backend> Scheduler<B> {
                 closing_tx,
                 device_thread: std::sync::Mutex::new(Some(device)),
                 metrics,
+                service_us,
             }),
         })
     }
@@ -301,6 +307,22 @@ impl<B: Backend> Scheduler<B> {
                 retry_after_ms: inner.config.retry_after_ms,
             })?;
 
+        // Shed load early: a request that the work already admitted ahead of it would keep
+        // past its deadline is refused now, with the time the queue needs, rather than
+        // accepted only to expire.
+        if let (Some(deadline), per) = (deadline, inner.service_us.load(Ordering::Relaxed)) {
+            let ahead = (inner.config.queue_capacity - inner.admission.available_permits()) as u64;
+            let wait = Duration::from_micros(per * ahead);
+            let now = Instant::now();
+            if deadline <= now {
+                return Err(ScheduleError::TimedOut);
+            }
+            if per > 0 && now + wait > deadline {
+                return Err(ScheduleError::Overloaded {
+                    retry_after_ms: (wait.as_millis() as u64).max(inner.config.retry_after_ms),
+                });
+            }
+        }
         let start = Instant::now();
         let worker = inner.prepare.clone().acquire_owned().await.expect("never closed");
         let backend = inner.backend.clone();
@@ -449,7 +471,12 @@ impl<B: Backend> Queue<B> {
     }
 }
 
-fn device_loop<B: Backend>(backend: &B, mut batches: mpsc::Receiver<Batch<B>>, metrics: &Metrics) {
+fn device_loop<B: Backend>(
+    backend: &B,
+    mut batches: mpsc::Receiver<Batch<B>>,
+    metrics: &Metrics,
+    service_us: &AtomicU64,
+) {
     while let Some(batch) = batches.blocking_recv() {
         let now = Instant::now();
         let live = time_out_expired(batch.jobs.into_iter(), now);
@@ -465,6 +492,10 @@ fn device_loop<B: Backend>(backend: &B, mut batches: mpsc::Receiver<Batch<B>>, m
         let result = attempt(backend, &inputs);
         metrics.stage("compute", ms(start));
         let size = live.len();
+        // Time per request, averaged over the last ~5 batches.
+        let per = (start.elapsed().as_micros() as u64 / size as u64).max(1);
+        let old = service_us.load(Ordering::Relaxed);
+        service_us.store(if old == 0 { per } else { (4 * old + per) / 5 }, Ordering::Relaxed);
         match result {
             Ok(responses) => {
                 for (job, response) in live.into_iter().zip(responses) {

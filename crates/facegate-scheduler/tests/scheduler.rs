@@ -332,3 +332,42 @@ async fn futures(
     }
     out
 }
+
+/// Load is shed at admission: once the device's time per request is measured, a request the
+/// queue ahead of it would keep past its deadline is refused at once (429 with the time the
+/// queue needs), so no accepted request expires waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_the_queue_would_keep_past_their_deadline_are_refused_at_once() {
+    let r = Arc::new(Recorder {
+        open: Mutex::new(true),
+        delay: Duration::from_millis(40),
+        ..Default::default()
+    });
+    let s = start(&r, config(1, 1, 64));
+    // Measure the device: a few requests one by one.
+    for i in 0..3 {
+        s.submit(i, Priority::Interactive, None).await.unwrap();
+    }
+    // 30 at once, each with 400 ms to live: about ten fit.
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let t = Instant::now();
+    let handles: Vec<_> = (100..130)
+        .map(|i| spawn(&s, i, Priority::Interactive, Some(deadline)))
+        .collect();
+    let (mut ok, mut refused, mut expired) = (0, 0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(ScheduleError::Overloaded { retry_after_ms }) => {
+                assert!(retry_after_ms >= 100, "retry after {retry_after_ms} ms");
+                refused += 1
+            }
+            Err(ScheduleError::TimedOut) => expired += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    eprintln!("ok {ok}, refused {refused}, expired {expired} in {:?}", t.elapsed());
+    assert!(ok >= 5, "ok {ok}");
+    assert!(refused >= 10, "refused {refused}");
+    assert!(expired <= 1, "{expired} accepted requests expired waiting");
+}

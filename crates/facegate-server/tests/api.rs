@@ -366,7 +366,11 @@ async fn a_full_queue_answers_429_with_retry_after_and_metrics_count_it() {
     }
     assert!(ok >= 2 && refused >= 1, "ok {ok}, refused {refused}");
     // With keys configured, the counters are not open to whoever can connect.
-    let anonymous = http.get(format!("http://{}/metrics", service.addr)).send().await.unwrap();
+    let anonymous = http
+        .get(format!("http://{}/metrics", service.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let metrics = http
         .get(format!("http://{}/metrics", service.addr))
