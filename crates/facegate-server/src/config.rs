@@ -42,6 +42,9 @@ pub struct HttpConfig {
     /// Serve `/metrics` without a key even when keys are configured (default: it needs one,
     /// as the API does; with no keys configured everything is open anyway).
     pub metrics_open: bool,
+    /// With two or more clients configured, the fraction of `scheduler.queue_capacity` one
+    /// client may hold: a flood from one carrier leaves the rest of the queue to the others.
+    pub client_share: f64,
 }
 
 impl Default for HttpConfig {
@@ -57,6 +60,7 @@ impl Default for HttpConfig {
             body_read_timeout_ms: 30_000,
             max_connections: 512,
             metrics_open: false,
+            client_share: 0.5,
         }
     }
 }
@@ -102,6 +106,9 @@ impl ServiceConfig {
             return Err("server.max_batch_pairs must be at least 1".into());
         }
         let s = &self.server;
+        if !(s.client_share > 0.0 && s.client_share <= 1.0) {
+            return Err("server.client_share must be in (0, 1]".into());
+        }
         if s.header_read_timeout_ms == 0 || s.body_read_timeout_ms == 0 || s.max_connections == 0 {
             return Err(
                 "server.header_read_timeout_ms, body_read_timeout_ms and max_connections must be above 0".into(),

@@ -40,6 +40,9 @@ pub struct AppState {
     pub http: HttpConfig,
     /// (client id, SHA-256 of its key in lowercase hex).
     keys: Vec<(String, String)>,
+    /// Each client's share of the queue, when two or more clients are configured: one
+    /// carrier's flood cannot take the places of the others.
+    quotas: std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>,
 }
 
 impl AppState {
@@ -49,7 +52,45 @@ impl AppState {
             .iter()
             .map(|c| (c.id.clone(), c.key_sha256.to_ascii_lowercase()))
             .collect();
-        Self { scheduler, http, keys }
+        let mut state = Self {
+            scheduler,
+            http,
+            keys,
+            quotas: Default::default(),
+        };
+        if state.http.clients.len() >= 2 {
+            let share = state.quota_size();
+            state.quotas = (state.http.clients.iter())
+                .map(|c| (c.id.clone(), Arc::new(tokio::sync::Semaphore::new(share))))
+                .collect();
+        }
+        state
+    }
+
+    /// `n` places of `client`'s share of the queue, held until its answers are sent; 429 when
+    /// the client already holds its share (the other clients' places stay free).
+    fn take_share(&self, client: &str, n: usize) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+        let Some(quota) = self.quotas.get(client) else {
+            return Ok(None);
+        };
+        quota.clone().try_acquire_many_owned(n as u32).map(Some).map_err(|_| {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                format!(
+                    "this client holds its share of the queue ({} of {} places); retry shortly",
+                    self.quota_size(),
+                    self.scheduler.config().queue_capacity
+                ),
+            );
+            e.retry_after_s = Some(self.scheduler.config().retry_after_ms.div_ceil(1000).max(1));
+            e
+        })
+    }
+
+    /// Places per client in the queue.
+    fn quota_size(&self) -> usize {
+        ((self.scheduler.config().queue_capacity as f64 * self.http.client_share).ceil() as usize).max(1)
     }
 
     /// The client a key belongs to. Every configured hash is compared, in constant time, so
@@ -410,6 +451,10 @@ async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
         Err(e) => return refused(&caller, e),
     };
     let deadline = deadline(&state, parsed.deadline_ms);
+    let _share = match state.take_share(&caller.client, 1) {
+        Ok(p) => p,
+        Err(e) => return refused(&caller, e),
+    };
     match state
         .scheduler
         .submit(parsed.pair, parsed.priority, Some(deadline))
@@ -491,6 +536,10 @@ async fn verify_batch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         return refused(&caller, ApiError::bad_request(msg));
     }
     let deadline = deadline(&state, batch.deadline_ms);
+    let _share = match state.take_share(&caller.client, batch.pairs.len()) {
+        Ok(p) => p,
+        Err(e) => return refused(&caller, e),
+    };
     // Decode the base64 of every pair first: a malformed item fails alone, and the others are
     // submitted together so they can share device batches.
     let tasks: Vec<_> = batch

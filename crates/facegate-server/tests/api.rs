@@ -545,3 +545,63 @@ async fn slow_silent_and_surplus_connections_are_cut_off() {
     );
     healthy(http).await;
 }
+
+/// Fair share: with two carriers, one's flood takes at most its share of the queue; the
+/// other's requests, sent during the flood, are all accepted and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_clients_flood_leaves_the_others_share_of_the_queue() {
+    let mut c = config();
+    c.scheduler.queue_capacity = 8;
+    c.scheduler.max_batch = 1;
+    c.server.client_share = 0.5;
+    c.server.clients.push(ClientKey {
+        id: "carrier-b".into(),
+        key_sha256: hash_key("key-b"),
+    });
+    let service = start(c).await;
+    let url = format!("http://{}/v1/verify", service.addr);
+    let http = reqwest::Client::new();
+    let (a, b) = (Arc::new(bytes("face-a.png")), Arc::new(bytes("face-b.png")));
+    let send = |key: &'static str| {
+        let (http, url, a, b) = (http.clone(), url.clone(), a.clone(), b.clone());
+        tokio::spawn(async move {
+            let r = http
+                .post(&url)
+                .header("x-api-key", key)
+                .multipart(multipart(&a, &b))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            (status, body)
+        })
+    };
+    let flood: Vec<_> = (0..16).map(|_| send(KEY)).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let polite: Vec<_> = (0..4).map(|_| send("key-b")).collect();
+    let (mut a_ok, mut a_refused) = (0, 0);
+    for h in flood {
+        let (status, body) = h.await.unwrap();
+        match status {
+            StatusCode::OK => a_ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"]["code"], "overloaded");
+                a_refused += 1
+            }
+            other => panic!("carrier-a: {other} {body}"),
+        }
+    }
+    for h in polite {
+        let (status, body) = h.await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "carrier-b was refused during carrier-a's flood: {body}"
+        );
+    }
+    assert!(
+        a_refused >= 8,
+        "carrier-a took more than its share: {a_ok} ok, {a_refused} refused"
+    );
+}
