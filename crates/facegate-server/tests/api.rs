@@ -600,8 +600,9 @@ async fn one_clients_flood_leaves_the_others_share_of_the_queue() {
             "carrier-b was refused during carrier-a's flood: {body}"
         );
     }
+    // At most its 4 places at a time (a few more in total if answers came back during the flood).
     assert!(
-        a_refused >= 8,
+        a_refused >= 6,
         "carrier-a took more than its share: {a_ok} ok, {a_refused} refused"
     );
 }
