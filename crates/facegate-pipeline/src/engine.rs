@@ -411,37 +411,34 @@ impl Engine {
         let mut crops: Vec<Vec<f32>> = vec![Vec::new(); branches.len()];
         let mut out: Vec<Option<Measured>> = vec![None; items.len()];
         let mut row = 0;
-        'faces: for (i, m) in marks.into_iter().enumerate() {
+        for (i, m) in marks.into_iter().enumerate() {
             let Some((points, landmark_crop)) = m else { continue };
-            let mut aligned = None;
-            for (b, branch) in branches.iter().enumerate() {
-                // Write each crop straight into the batch buffer; drop the face's crops again
-                // if any alignment fails.
-                let size = branch.aligner.size();
-                let start = crops[b].len();
-                crops[b].resize(start + 3 * size * size, 0.0);
-                match branch
-                    .aligner
-                    .align(items[i].0, &points, landmark_crop, &mut crops[b][start..])
-                {
-                    Some(rect) => aligned = aligned.or(Some(rect)),
-                    None => {
-                        for (c, branch) in crops.iter_mut().zip(branches).take(b + 1) {
-                            let s = branch.aligner.size();
-                            c.truncate(c.len() - 3 * s * s);
-                        }
-                        continue 'faces;
-                    }
-                }
-            }
+            // Write each crop straight into its batch buffer; if any alignment fails, cut every
+            // buffer back to where this face began.
+            let starts: Vec<usize> = crops.iter().map(Vec::len).collect();
+            let aligned: Option<Vec<Option<Rect>>> = branches
+                .iter()
+                .zip(crops.iter_mut())
+                .map(|(branch, buf)| {
+                    let (start, size) = (buf.len(), branch.aligner.size());
+                    buf.resize(start + 3 * size * size, 0.0);
+                    branch
+                        .aligner
+                        .align(items[i].0, &points, landmark_crop, &mut buf[start..])
+                })
+                .collect();
+            let Some(aligned) = aligned else {
+                crops.iter_mut().zip(&starts).for_each(|(c, &s)| c.truncate(s));
+                continue;
+            };
             // Sharpness on the first embedder's crop.
             let size = branches[0].aligner.size();
-            let first = &crops[0][crops[0].len() - 3 * size * size..];
+            let first = &crops[0][starts[0]..];
             out[i] = Some(Measured {
                 face: items[i].1.face,
                 yaw: yaw(&points),
                 landmarks: points.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
-                aligned: aligned.flatten(),
+                aligned: aligned[0],
                 sharpness: imageops::laplacian_variance(first, size),
                 row,
             });
