@@ -38,12 +38,20 @@ pub fn embedder_names(config: &Config) -> Vec<&str> {
     config.embedder.split('+').map(str::trim).collect()
 }
 
-/// The registry names of the configured detector and its landmark net.
-fn detector_names(config: &Config) -> (&'static str, Option<&'static str>) {
+/// The configured detector: its registry name, its landmark net's, and its part of a model id.
+fn detector_names(config: &Config) -> (&'static str, Option<&'static str>, &'static str) {
     match (config.detector, config.full_landmarks) {
-        (Detector::Mtcnn, _) => ("mtcnn", None),
-        (Detector::TinyFaceDetector, true) => ("tiny-face-detector", Some("face-landmark-68")),
-        (Detector::TinyFaceDetector, false) => ("tiny-face-detector", Some("face-landmark-68-tiny")),
+        (Detector::Mtcnn, _) => ("mtcnn", None, "mtcnn-facenet-pytorch-2.6.0"),
+        (Detector::TinyFaceDetector, true) => (
+            "tiny-face-detector",
+            Some("face-landmark-68"),
+            "tinyface+lm68-face-api-1.7.15",
+        ),
+        (Detector::TinyFaceDetector, false) => (
+            "tiny-face-detector",
+            Some("face-landmark-68-tiny"),
+            "tinyface+lm68tiny-face-api-1.7.15",
+        ),
     }
 }
 
@@ -52,11 +60,7 @@ fn detector_names(config: &Config) -> (&'static str, Option<&'static str>) {
 /// embedder from the registry is named with the start of its sha256, so a calibration fits
 /// one file, not one name.
 pub fn model_id(config: &Config, branches: &[(&Card, Aligner)]) -> String {
-    let detector = match (config.detector, config.full_landmarks) {
-        (Detector::Mtcnn, _) => "mtcnn-facenet-pytorch-2.6.0",
-        (Detector::TinyFaceDetector, false) => "tinyface+lm68tiny-face-api-1.7.15",
-        (Detector::TinyFaceDetector, true) => "tinyface+lm68-face-api-1.7.15",
-    };
+    let (_, _, detector) = detector_names(config);
     let parts: Vec<String> = branches
         .iter()
         .map(|(card, aligner)| {
@@ -122,7 +126,7 @@ impl Stages {
         // Names first: a misspelt model fails before any network is loaded.
         let cards = embedder_cards(config, registry)?;
         let model_id = model_id(config, &cards);
-        let (detector, landmark_net) = detector_names(config);
+        let (detector, landmark_net, _) = detector_names(config);
         let detect: Box<dyn Detect> = match registry.detector(detector, device)? {
             DetectorNet::Mtcnn(nets) => Box::new(MtcnnDetect::new(nets, config, device)),
             DetectorNet::TinyFace(net) => Box::new(TinyFaceDetect::new(net, config, device)),
