@@ -75,6 +75,13 @@ pub struct Config {
     pub mtcnn_retry_thresholds: Vec<[f32; 3]>,
     /// Images with more pixels are refused from the header, before decoding.
     pub max_pixels: u64,
+    /// The engine works on a copy of each photo whose longer side is at most this many pixels
+    /// (area-averaged down; 0 keeps full resolution), so a queued photo holds at most
+    /// 3·side² bytes whatever its size. Detection already ignores faces under
+    /// `mtcnn_min_face_fraction` of the shorter side, and such a face still spans well over
+    /// the embedders' 112–150 px chips at 2048. Boxes and landmarks are reported in the
+    /// original photo's pixels.
+    pub work_max_side: u32,
     /// TinyFaceDetector input side (multiple of 32; `detector = "tiny_face_detector"`).
     pub detector_input_size: usize,
     /// TinyFaceDetector score threshold.
@@ -127,6 +134,7 @@ impl Default for Config {
             mtcnn_thresholds: [0.6, 0.7, 0.7],
             mtcnn_retry_thresholds: vec![[0.5, 0.7, 0.7]],
             max_pixels: 40_000_000,
+            work_max_side: 2048,
             detector_input_size: 416,
             detector_score_threshold: 0.5,
             detector_zoom_out: vec![0.5, 1.0],
@@ -210,6 +218,9 @@ impl Config {
         }
         if self.max_pixels == 0 {
             return bad("max_pixels must be positive");
+        }
+        if self.work_max_side != 0 && self.work_max_side < 256 {
+            return bad("work_max_side must be 0 (full resolution) or at least 256");
         }
         Ok(())
     }

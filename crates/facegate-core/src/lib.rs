@@ -129,6 +129,20 @@ pub struct FaceBox {
     pub score: f32,
 }
 
+impl FaceBox {
+    /// This box, found in a copy of the photo made `scale` times smaller, in the original's
+    /// pixels.
+    pub fn in_original(self, scale: f32) -> Self {
+        Self {
+            x: self.x / scale,
+            y: self.y / scale,
+            width: self.width / scale,
+            height: self.height / scale,
+            score: self.score,
+        }
+    }
+}
+
 /// Time spent per stage, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {

@@ -17,7 +17,7 @@ use image::RgbImage;
 use zeroize::Zeroize;
 
 use crate::align::yaw;
-use crate::decode::decode;
+use crate::decode::{Photo, decode_photo};
 use crate::device::{DeviceChoice, SelectedDevice, select};
 use crate::imageops::{self, Rect};
 pub use crate::stages::Detected;
@@ -52,6 +52,23 @@ pub struct Face {
     pub descriptor: Descriptor,
     pub sharpness: f32,
     pub yaw: f32,
+}
+
+impl Face {
+    /// This face, found in a working copy made `scale` times smaller, in the original's pixels.
+    pub fn in_original(mut self, scale: f32) -> Self {
+        if scale != 1.0 {
+            self.face = self.face.in_original(scale);
+            self.landmarks.iter_mut().flatten().for_each(|v| *v /= scale);
+            self.aligned = self.aligned.map(|r| Rect {
+                x: (r.x as f32 / scale).round() as u32,
+                y: (r.y as f32 / scale).round() as u32,
+                width: (r.width as f32 / scale).round() as u32,
+                height: (r.height as f32 / scale).round() as u32,
+            });
+        }
+        self
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +117,9 @@ pub fn model_version(c: &Config) -> String {
     }
 }
 
-/// A (probe, reference) pair after decoding: each photo, or why it could not be decoded.
-pub type DecodedPair = (Result<RgbImage, Rejection>, Result<RgbImage, Rejection>);
+/// A (probe, reference) pair after decoding: each photo's working copy, or why it could not
+/// be decoded.
+pub type DecodedPair = (Result<Photo, Rejection>, Result<Photo, Rejection>);
 
 /// The results of a batch, in input order, with the time each stage took for the whole batch.
 #[derive(Debug)]
@@ -459,11 +477,14 @@ impl Engine {
         let size = self.config.batch_size;
         for (chunk, pols) in images.chunks(size).zip(policies.chunks(size)) {
             let t = Instant::now();
-            let mut decoded: Vec<_> = chunk.iter().map(|b| decode(b, self.config.max_pixels)).collect();
+            let mut decoded: Vec<_> = chunk.iter().map(|b| self.decode(b)).collect();
             timings.decode_ms += ms(t);
-            let batch = self.analyze_decoded(&decoded.iter().map(|d| d.as_ref()).collect::<Vec<_>>(), pols);
+            let images: Vec<_> = decoded.iter().map(|d| d.as_ref().map(|p| &p.image)).collect();
+            let batch = self.analyze_decoded(&images, pols);
+            let scales: Vec<f32> = decoded.iter().map(|d| d.as_ref().map_or(1.0, |p| p.scale)).collect();
             wipe(&mut decoded);
-            items.extend(batch.items);
+            let items_in_original = (batch.items.into_iter().zip(scales)).map(|(f, s)| f.map(|f| f.in_original(s)));
+            items.extend(items_in_original);
             timings.detect_ms += batch.timings.detect_ms;
             timings.landmarks_ms += batch.timings.landmarks_ms;
             timings.embed_ms += batch.timings.embed_ms;
@@ -568,11 +589,15 @@ impl Engine {
         Ok(())
     }
 
+    /// `bytes` decoded to the working copy the stages run on (`Config::work_max_side`).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Photo, Rejection> {
+        decode_photo(bytes, self.config.max_pixels, self.config.work_max_side)
+    }
+
     /// Verify (probe, reference) pairs: all photos of the batch go through each stage together.
     pub fn verify(&self, pairs: &[(&[u8], &[u8])]) -> Vec<Verification> {
         let start = Instant::now();
-        let max = self.config.max_pixels;
-        let mut decoded: Vec<_> = pairs.iter().map(|(p, r)| (decode(p, max), decode(r, max))).collect();
+        let mut decoded: Vec<_> = pairs.iter().map(|(p, r)| (self.decode(p), self.decode(r))).collect();
         let decode_ms = ms(start) / pairs.len().max(1) as f64;
         let mut out = self.verify_decoded(&decoded.iter().collect::<Vec<_>>());
         decoded.iter_mut().for_each(wipe_pair);
@@ -590,8 +615,9 @@ impl Engine {
     /// buffers the network wrote, and only the scores are read back.
     pub fn verify_decoded(&self, pairs: &[&DecodedPair]) -> Vec<Verification> {
         let n = pairs.len();
-        let images: Vec<Result<&RgbImage, &Rejection>> =
-            pairs.iter().flat_map(|(p, r)| [p.as_ref(), r.as_ref()]).collect();
+        let images: Vec<Result<&RgbImage, &Rejection>> = (pairs.iter())
+            .flat_map(|(p, r)| [p.as_ref().map(|p| &p.image), r.as_ref().map(|r| &r.image)])
+            .collect();
         let policies: Vec<FacePolicy> = (0..n)
             .flat_map(|_| [FacePolicy::from(Role::Probe), FacePolicy::from(Role::Reference)])
             .collect();
@@ -623,13 +649,12 @@ impl Engine {
             embed_ms: timings.embed_ms / n,
             total_ms: timings.total_ms / n,
         };
-        analysed
-            .into_iter()
-            .zip(scores)
-            .map(|((probe, reference), score)| {
+        let scale = |p: &Result<Photo, Rejection>| p.as_ref().map_or(1.0, |p| p.scale);
+        (analysed.into_iter().zip(scores).zip(pairs))
+            .map(|(((probe, reference), score), (p, r))| {
                 self.decide(
-                    probe.map(|m| m.face),
-                    reference.map(|m| m.face),
+                    probe.map(|m| m.face.in_original(scale(p))),
+                    reference.map(|m| m.face.in_original(scale(r))),
                     score,
                     per_pair.clone(),
                 )
@@ -737,11 +762,8 @@ fn where_present<T>(slots: &[Option<T>], scores: Vec<f32>) -> Vec<Option<f32>> {
 }
 
 /// Wipe decoded pixels now rather than whenever the allocator reuses them.
-pub fn wipe(images: &mut [Result<RgbImage, Rejection>]) {
-    for img in images.iter_mut().flatten() {
-        let mut raw = std::mem::take(img).into_raw();
-        raw.zeroize();
-    }
+pub fn wipe(photos: &mut [Result<Photo, Rejection>]) {
+    photos.iter_mut().flatten().for_each(Photo::wipe);
 }
 
 /// [`wipe`] both photos of a pair.

@@ -9,7 +9,7 @@ pub mod mtcnn;
 pub mod resident;
 pub mod stages;
 
-pub use decode::decode;
+pub use decode::{Photo, decode, decode_photo, photo_bytes};
 pub use device::{DeviceChoice, SelectedDevice};
 pub use engine::{
     BatchResult, DecodedPair, Detected, Engine, EngineError, Face, FacePolicy, model_version, wipe, wipe_pair,

@@ -373,3 +373,61 @@ fn a_calibration_is_accepted_only_by_its_own_pipeline() {
     assert!(err.contains(&model_version(&Config::default())), "{err}");
     assert!(accepted.is_ok());
 }
+
+/// A photo over `work_max_side` is worked on as an area-averaged copy: face-a blown up 4× (each
+/// pixel a 4×4 block) comes back as face-a's own pixels, the bytes admission charges match the
+/// copy, and faces are found and scored as in face-a, reported in the large photo's pixels.
+#[test]
+fn a_large_photo_is_worked_on_as_a_capped_copy() {
+    let small = read(&data("face-a.png"));
+    let original = decode(&small, u64::MAX).unwrap();
+    let (w, h) = original.dimensions();
+    let big = image::imageops::resize(&original, w * 4, h * 4, image::imageops::FilterType::Nearest);
+    let mut png = Vec::new();
+    big.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+
+    let side = w.max(h);
+    let photo = facegate_pipeline::decode_photo(&png, u64::MAX, side).unwrap();
+    assert_eq!(
+        photo.image.as_raw(),
+        original.as_raw(),
+        "block averages are the original pixels"
+    );
+    assert_eq!(photo.scale, 0.25);
+    assert_eq!(
+        facegate_pipeline::photo_bytes(&png, side),
+        Some(photo.image.len() as u64)
+    );
+    assert_eq!(facegate_pipeline::photo_bytes(&png, 0), Some(big.len() as u64));
+    // A photo under the cap is kept as it is.
+    let kept = facegate_pipeline::decode_photo(&small, u64::MAX, 2048).unwrap();
+    assert_eq!((kept.image.as_raw(), kept.scale), (original.as_raw(), 1.0));
+
+    let config = Config {
+        work_max_side: side,
+        ..Config::default()
+    };
+    let Some(engine) = engine(DeviceChoice::Cpu, config) else {
+        return;
+    };
+    let faces = engine.analyze(&[&small, &png], &[FacePolicy::Single; 2]).items;
+    let (a, b) = (faces[0].as_ref().unwrap(), faces[1].as_ref().unwrap());
+    assert_eq!(a.descriptor.as_slice(), b.descriptor.as_slice());
+    let close = |x: f32, y: f32| (x - y).abs() < 1e-3 * y.abs().max(1.0);
+    assert!(
+        close(b.face.x, 4.0 * a.face.x) && close(b.face.width, 4.0 * a.face.width),
+        "{:?} {:?}",
+        a.face,
+        b.face
+    );
+    for (p, q) in a.landmarks.iter().zip(&b.landmarks) {
+        assert!(close(q[0], 4.0 * p[0]) && close(q[1], 4.0 * p[1]), "{p:?} {q:?}");
+    }
+    let v = engine.verify(&[(&png, &small)]).remove(0);
+    assert_eq!(v.decision, Decision::Match);
+    assert!(close(
+        v.probe_face.unwrap().height,
+        4.0 * v.reference_face.unwrap().height
+    ));
+}

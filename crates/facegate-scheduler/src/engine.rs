@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use facegate_core::{ImageBytes, Verification};
-use facegate_pipeline::{DecodedPair, Engine, decode, wipe_pair};
+use facegate_pipeline::{DecodedPair, Engine, photo_bytes, wipe_pair};
 
 use crate::Backend;
 
@@ -45,12 +45,22 @@ impl Backend for EngineBackend {
     type Prepared = PreparedPair;
     type Response = Verification;
 
+    /// The encoded photos plus their working copies, sized from the headers. The full-size
+    /// decode inside `prepare` is not counted here: it lives only while one prepare worker
+    /// reduces it, so `prepare_workers` bounds it.
+    fn held_bytes(&self, request: &PairRequest) -> u64 {
+        let side = self.engine.config().work_max_side;
+        [&request.probe, &request.reference]
+            .iter()
+            .map(|b| b.as_slice().len() as u64 + photo_bytes(b.as_slice(), side).unwrap_or(0))
+            .sum()
+    }
+
     fn prepare(&self, request: PairRequest) -> PreparedPair {
         let start = Instant::now();
-        let max = self.engine.config().max_pixels;
         let pair = (
-            decode(request.probe.as_slice(), max),
-            decode(request.reference.as_slice(), max),
+            self.engine.decode(request.probe.as_slice()),
+            self.engine.decode(request.reference.as_slice()),
         );
         // `request` (the encoded bytes) is dropped, and wiped, here.
         PreparedPair {

@@ -10,8 +10,9 @@
 //!    dynamic batcher); it answers through each request's oneshot channel;
 //! 3. **run**: one device thread that computes a batch at a time.
 //!
-//! Admission is bounded: at most `queue_capacity` requests are accepted and unanswered at once;
-//! beyond that a request is refused at once with [`ScheduleError::Overloaded`]. Every accepted
+//! Admission is bounded: at most `queue_capacity` requests, holding at most `max_queued_bytes`
+//! between them, are accepted and unanswered at once; beyond that a request is refused at once
+//! with [`ScheduleError::Overloaded`]. Every accepted
 //! request gets exactly one answer, including during [`Scheduler::shutdown`].
 
 mod engine;
@@ -35,6 +36,10 @@ pub trait Backend: Send + Sync + 'static {
     type Prepared: Send + 'static;
     type Response: Send + 'static;
 
+    /// The bytes `request` will hold from admission to its answer (its input and what
+    /// `prepare` makes of it), charged against `max_queued_bytes`; cheap (headers only).
+    fn held_bytes(&self, request: &Self::Request) -> u64;
+
     /// CPU work for one request (decoding), run on the prepare pool.
     fn prepare(&self, request: Self::Request) -> Self::Prepared;
 
@@ -56,6 +61,10 @@ pub struct SchedulerConfig {
     pub max_delay_us: u64,
     /// Requests accepted and not yet answered, at most; more are refused as overloaded.
     pub queue_capacity: usize,
+    /// Bytes those requests may hold between them ([`Backend::held_bytes`]: the encoded photos
+    /// and their decoded working copies); a request that would pass it is refused as
+    /// overloaded. One request larger than the whole budget is admitted only alone.
+    pub max_queued_bytes: u64,
     /// Threads decoding images at once (0: one per core).
     pub prepare_workers: usize,
     /// Share of each batch kept for bulk requests while interactive ones are waiting too, so
@@ -70,7 +79,10 @@ impl Default for SchedulerConfig {
         Self {
             max_batch: 0,
             max_delay_us: 5_000,
-            queue_capacity: 256,
+            // At the 2-core CPU's rate (benches/README.md, "Service") 128 requests are at most
+            // ~20 s of work: inside the server's 30 s default deadline.
+            queue_capacity: 128,
+            max_queued_bytes: 1 << 30,
             prepare_workers: 0,
             bulk_share: 0.25,
             retry_after_ms: 1_000,
@@ -86,6 +98,9 @@ impl SchedulerConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.queue_capacity == 0 {
             return Err("queue_capacity must be at least 1".into());
+        }
+        if self.max_queued_bytes < 1 << 20 {
+            return Err("max_queued_bytes must be at least 1 MiB".into());
         }
         if !(0.0..=1.0).contains(&self.bulk_share) {
             return Err("bulk_share must be between 0 and 1".into());
@@ -147,8 +162,10 @@ struct Job<B: Backend> {
     enqueued: Instant,
     prepare_ms: f64,
     answer: oneshot::Sender<Answer<B::Response>>,
-    // Returned when the job is dropped, i.e. answered: admission counts unanswered requests.
+    // Returned when the job is dropped, i.e. answered: admission counts unanswered requests
+    // and the bytes they hold.
     _admitted: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
 }
 
 impl<B: Backend> Job<B> {
@@ -185,6 +202,8 @@ struct Inner<B: Backend> {
     backend: Arc<B>,
     config: SchedulerConfig,
     admission: Arc<Semaphore>,
+    /// `max_queued_bytes` in KiB permits.
+    bytes: Arc<Semaphore>,
     prepare: Arc<Semaphore>,
     jobs: mpsc::UnboundedSender<Msg<B>>,
     closing: AtomicBool,
@@ -233,6 +252,7 @@ impl<B: Backend> Scheduler<B> {
             inner: Arc::new(Inner {
                 backend,
                 admission: Arc::new(Semaphore::new(config.queue_capacity)),
+                bytes: Arc::new(Semaphore::new(budget_kib(&config) as usize)),
                 prepare: Arc::new(Semaphore::new(workers)),
                 config,
                 jobs: jobs_tx,
@@ -262,9 +282,14 @@ impl<B: Backend> Scheduler<B> {
         self.inner.config.queue_capacity - self.inner.admission.available_permits()
     }
 
-    /// The metrics in Prometheus' text format, with the in-flight gauge read from admission.
+    /// Bytes the accepted, unanswered requests are charged for (KiB granularity).
+    pub fn held_bytes(&self) -> u64 {
+        (budget_kib(&self.inner.config) - self.inner.bytes.available_permits() as u64) * 1024
+    }
+
+    /// The metrics in Prometheus' text format, with the in-flight gauges read from admission.
     pub fn render_metrics(&self) -> String {
-        self.inner.metrics.set_in_flight(self.in_flight());
+        self.inner.metrics.set_in_flight(self.in_flight(), self.held_bytes());
         self.inner.metrics.render()
     }
 
@@ -303,6 +328,15 @@ impl<B: Backend> Scheduler<B> {
             .admission
             .clone()
             .try_acquire_owned()
+            .map_err(|_| ScheduleError::Overloaded {
+                retry_after_ms: inner.config.retry_after_ms,
+            })?;
+        let budget = budget_kib(&inner.config);
+        let kib = inner.backend.held_bytes(&request).div_ceil(1024).min(budget) as u32;
+        let bytes = inner
+            .bytes
+            .clone()
+            .try_acquire_many_owned(kib)
             .map_err(|_| ScheduleError::Overloaded {
                 retry_after_ms: inner.config.retry_after_ms,
             })?;
@@ -349,6 +383,7 @@ impl<B: Backend> Scheduler<B> {
             prepare_ms,
             answer: tx,
             _admitted: admitted,
+            _bytes: bytes,
         };
         inner
             .jobs
@@ -373,6 +408,11 @@ impl<B: Backend> Scheduler<B> {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
     }
+}
+
+/// `max_queued_bytes` in KiB, the unit of the byte semaphore (u32 permits per request).
+fn budget_kib(config: &SchedulerConfig) -> u64 {
+    (config.max_queued_bytes / 1024).min(u32::MAX as u64)
 }
 
 /// The queue task's state: it alone touches the queues.

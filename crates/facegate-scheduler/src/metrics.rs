@@ -9,6 +9,7 @@ pub struct Metrics {
     /// Requests accepted and not yet answered (what admission bounds); read from admission
     /// when rendered.
     in_flight: IntGauge,
+    held_bytes: IntGauge,
     /// Prepared requests waiting for a device batch.
     pub queued: IntGauge,
     pub batch_size: Histogram,
@@ -29,6 +30,11 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let in_flight = IntGauge::new("facegate_requests_in_flight", "Requests accepted and not yet answered").unwrap();
+        let held_bytes = IntGauge::new(
+            "facegate_held_bytes",
+            "Bytes the accepted, unanswered requests are charged for (scheduler.max_queued_bytes bounds it)",
+        )
+        .unwrap();
         let queued = IntGauge::new("facegate_queue_depth", "Prepared requests waiting for a device batch").unwrap();
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("facegate_batch_size", "Requests per device batch")
@@ -63,6 +69,7 @@ impl Metrics {
         .unwrap();
         for c in [
             Box::new(in_flight.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(held_bytes.clone()),
             Box::new(queued.clone()),
             Box::new(batch_size.clone()),
             Box::new(batch_failures.clone()),
@@ -76,6 +83,7 @@ impl Metrics {
         Self {
             registry,
             in_flight,
+            held_bytes,
             queued,
             batch_size,
             batch_failures,
@@ -86,8 +94,9 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn set_in_flight(&self, n: usize) {
+    pub(crate) fn set_in_flight(&self, n: usize, bytes: u64) {
         self.in_flight.set(n as i64);
+        self.held_bytes.set(bytes as i64);
     }
 
     pub fn stage(&self, stage: &str, ms: f64) {

@@ -35,6 +35,15 @@ impl Backend for Shared {
     type Prepared = u32;
     type Response = u32;
 
+    /// Ids from 1000 on stand for large requests: id − 1000 MiB.
+    fn held_bytes(&self, request: &u32) -> u64 {
+        if *request >= 1000 {
+            (*request as u64 - 1000) << 20
+        } else {
+            1024
+        }
+    }
+
     fn prepare(&self, request: u32) -> u32 {
         request
     }
@@ -370,4 +379,55 @@ async fn requests_the_queue_would_keep_past_their_deadline_are_refused_at_once()
     assert!(ok >= 5, "ok {ok}");
     assert!(refused >= 10, "refused {refused}");
     assert!(expired <= 1, "{expired} accepted requests expired waiting");
+}
+
+/// Admission counts bytes as well as requests: large requests are refused once the ones
+/// accepted hold `max_queued_bytes`, small ones still fit, and every byte is given back when
+/// the answers go out. A request larger than the whole budget goes through only alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admission_counts_the_bytes_requests_hold() {
+    let r = Arc::new(Recorder::default()); // device held shut
+    let s = start(
+        &r,
+        SchedulerConfig {
+            max_queued_bytes: 100 << 20,
+            ..config(4, 1, 64)
+        },
+    );
+    let held: Vec<_> = [1040, 1041]
+        .iter()
+        .map(|&i| spawn(&s, i, Priority::Interactive, None))
+        .collect();
+    until_in_flight(&s, 2).await;
+    assert_eq!(s.held_bytes(), 81 << 20);
+    let refused = s.submit(1040, Priority::Interactive, None).await;
+    assert!(matches!(refused, Err(ScheduleError::Overloaded { .. })), "{refused:?}");
+    let small = spawn(&s, 5, Priority::Interactive, None);
+    until_in_flight(&s, 3).await;
+    assert_eq!(s.held_bytes(), (81 << 20) + 1024);
+    // Larger than the whole budget: refused while anything is held…
+    let huge = s.submit(1500, Priority::Interactive, None).await;
+    assert!(matches!(huge, Err(ScheduleError::Overloaded { .. })), "{huge:?}");
+    set_open(&r, true);
+    for (h, id) in held.into_iter().zip([1040, 1041]) {
+        assert_eq!(h.await.unwrap().unwrap().response, id * 10);
+    }
+    assert_eq!(small.await.unwrap().unwrap().response, 50);
+    assert_eq!(s.held_bytes(), 0);
+    // …and admitted alone.
+    assert_eq!(
+        s.submit(1500, Priority::Interactive, None).await.unwrap().response,
+        15000
+    );
+    assert_eq!(s.held_bytes(), 0);
+    assert!(
+        r.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .filter(|&&i| i == 1040)
+            .count()
+            == 1
+    );
 }

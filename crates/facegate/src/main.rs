@@ -241,9 +241,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Detect { images, engine: args } => {
             let engine = engine(&args)?;
             for path in images {
-                let max = engine.config().max_pixels;
-                let v = match facegate_pipeline::decode(read(&path)?.as_slice(), max) {
-                    Ok(img) => serde_json::json!({ "image": path, "faces": engine.detect(&[&img]).remove(0) }),
+                let v = match engine.decode(read(&path)?.as_slice()) {
+                    Ok(mut photo) => {
+                        let faces = engine.detect(&[&photo.image]).remove(0);
+                        let faces: Vec<_> = faces.into_iter().map(|f| f.in_original(photo.scale)).collect();
+                        photo.wipe();
+                        serde_json::json!({ "image": path, "faces": faces })
+                    }
                     Err(e) => serde_json::json!({ "image": path, "error": e }),
                 };
                 println!("{v}");

@@ -18,6 +18,18 @@ pub struct Detected {
     pub points: Option<[[f64; 2]; 5]>,
 }
 
+impl Detected {
+    /// This detection, made in a copy of the photo `scale` times smaller, in the original's
+    /// pixels.
+    pub fn in_original(mut self, scale: f32) -> Self {
+        self.face = self.face.in_original(scale);
+        for p in self.points.iter_mut().flatten() {
+            p.iter_mut().for_each(|v| *v /= scale as f64);
+        }
+        self
+    }
+}
+
 impl From<FaceBox> for Detected {
     fn from(face: FaceBox) -> Self {
         Self { face, points: None }
