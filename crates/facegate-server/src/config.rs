@@ -22,6 +22,11 @@ pub struct HttpConfig {
     pub bind: String,
     /// Largest request body, checked from Content-Length before the body is read.
     pub max_body_bytes: usize,
+    /// Bytes the request bodies being read and parsed may hold between them (a body is
+    /// charged 2–3 times its Content-Length for the copies parsing makes); more are refused
+    /// with 429 until some are read. The images then count against
+    /// `scheduler.max_queued_bytes`.
+    pub max_reading_bytes: u64,
     /// Most pairs in one `POST /v1/verify/batch`.
     pub max_batch_pairs: usize,
     /// Deadline of a request that sets none, in milliseconds (requests may ask for less).
@@ -52,6 +57,7 @@ impl Default for HttpConfig {
         Self {
             bind: "127.0.0.1:8080".into(),
             max_body_bytes: 20 << 20,
+            max_reading_bytes: 256 << 20,
             max_batch_pairs: 64,
             default_deadline_ms: 30_000,
             clients: Vec::new(),
@@ -108,6 +114,9 @@ impl ServiceConfig {
         let s = &self.server;
         if !(s.client_share > 0.0 && s.client_share <= 1.0) {
             return Err("server.client_share must be in (0, 1]".into());
+        }
+        if s.max_reading_bytes < 1 << 20 {
+            return Err("server.max_reading_bytes must be at least 1 MiB".into());
         }
         if s.header_read_timeout_ms == 0 || s.body_read_timeout_ms == 0 || s.max_connections == 0 {
             return Err(

@@ -31,8 +31,32 @@ use zeroize::Zeroizing;
 
 pub use config::{ClientKey, HttpConfig, ServiceConfig, TlsConfig};
 
-/// The OpenAPI 3.1 description of this API.
+/// The OpenAPI 3.1 description of this API, as served with API keys configured (and
+/// `/metrics` behind them); [`openapi_for`] gives the document a configuration serves.
 pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The document as `http` serves it: without keys no operation asks for authentication, and
+/// `/metrics` asks for it only when it is behind the keys.
+pub fn openapi_for(http: &HttpConfig) -> String {
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("the embedded document is JSON");
+    let open_metrics = http.clients.is_empty() || http.metrics_open;
+    for (path, ops) in doc["paths"].as_object_mut().expect("paths").iter_mut() {
+        for op in ops.as_object_mut().expect("operations").values_mut() {
+            let secured = op
+                .get("security")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| !s.is_empty());
+            if secured && (http.clients.is_empty() || (path == "/metrics" && open_metrics)) {
+                let op = op.as_object_mut().expect("operation");
+                op.insert("security".into(), serde_json::json!([]));
+                if let Some(r) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                    r.remove("401");
+                }
+            }
+        }
+    }
+    doc.to_string()
+}
 
 /// Shared by every handler.
 pub struct AppState {
@@ -43,6 +67,10 @@ pub struct AppState {
     /// Each client's share of the queue, when two or more clients are configured: one
     /// carrier's flood cannot take the places of the others.
     quotas: std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>,
+    /// `max_reading_bytes` in KiB: what the request bodies being read may hold between them.
+    reading: Arc<tokio::sync::Semaphore>,
+    /// The OpenAPI document for this configuration.
+    openapi: String,
 }
 
 impl AppState {
@@ -54,6 +82,8 @@ impl AppState {
             .collect();
         let mut state = Self {
             scheduler,
+            reading: Arc::new(tokio::sync::Semaphore::new((http.max_reading_bytes / 1024) as usize)),
+            openapi: openapi_for(&http),
             http,
             keys,
             quotas: Default::default(),
@@ -82,6 +112,27 @@ impl AppState {
                     self.quota_size(),
                     self.scheduler.config().queue_capacity
                 ),
+            );
+            e.retry_after_s = Some(self.scheduler.config().retry_after_ms.div_ceil(1000).max(1));
+            e
+        })
+    }
+
+    /// A share of `max_reading_bytes` for reading and parsing a body: `factor` times its
+    /// Content-Length (or `max_body_bytes` when it declares none), for the copies parsing
+    /// makes. 429 when the bodies already being read hold the budget.
+    fn reading_share(&self, headers: &HeaderMap, factor: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let declared = (headers.get(header::CONTENT_LENGTH))
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(self.http.max_body_bytes as u64)
+            .min(self.http.max_body_bytes as u64);
+        let budget = self.http.max_reading_bytes / 1024;
+        let kib = (declared * factor).div_ceil(1024).min(budget) as u32;
+        self.reading.clone().try_acquire_many_owned(kib).map_err(|_| {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                "too many request bodies are being read at once; retry shortly",
             );
             e.retry_after_s = Some(self.scheduler.config().retry_after_ms.div_ceil(1000).max(1));
             e
@@ -150,10 +201,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(open)
         // Refuse an oversized body from its Content-Length before reading it; a body without
-        // one is cut off at the same size while it streams.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        // one is cut off at the same size while it streams (413 from the extractors).
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// 413, as the documented JSON error, for a request whose Content-Length passes
+/// `max_body_bytes`, before a byte of its body is read.
+async fn refuse_large_bodies(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let declared = (req.headers().get(header::CONTENT_LENGTH)).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > state.http.max_body_bytes as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is {n} bytes; the limit is {}", state.http.max_body_bytes),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// An error answer: `{"error": {"code", "message"}, "request_id"}` with its HTTP status.
@@ -228,12 +294,22 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next
     let client = if state.keys.is_empty() {
         Some("anonymous".to_string())
     } else {
+        // Every credential presented must be a known key of the same client: a bad one is
+        // never rescued by another header.
         let headers = req.headers();
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .or_else(|| headers.get("x-api-key").map(|v| v.as_bytes()));
-        key.and_then(|k| state.client_for(k))
+        let presented: Vec<Option<String>> = (headers.get_all(header::AUTHORIZATION).iter())
+            .map(|v| v.as_bytes().strip_prefix(b"Bearer ").and_then(|k| state.client_for(k)))
+            .chain(
+                headers
+                    .get_all("x-api-key")
+                    .iter()
+                    .map(|v| state.client_for(v.as_bytes())),
+            )
+            .collect();
+        match presented.split_first() {
+            Some((Some(first), rest)) if rest.iter().all(|c| c.as_ref() == Some(first)) => Some(first.clone()),
+            _ => None,
+        }
     };
     let Some(client) = client else {
         tracing::warn!(request_id, "refused: missing or unknown API key");
@@ -260,7 +336,7 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonPair {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_string")]
     id: Option<String>,
     probe: Zeroizing<String>,
     reference: Zeroizing<String>,
@@ -273,8 +349,30 @@ struct JsonVerify {
     reference: Zeroizing<String>,
     #[serde(default)]
     priority: Priority,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deadline_ms")]
     deadline_ms: Option<u64>,
+}
+
+/// An optional string that, when present, is a string (`null` is not one).
+fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+/// `deadline_ms` as the schema has it: a whole number of milliseconds, at least 1. JSON
+/// Schema counts `5000.0` as an integer, so it is one here too; `null` is not a number.
+fn deadline_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    whole_ms(n.as_u64().map(|n| n as f64).or(n.as_f64()))
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn whole_ms(n: Option<f64>) -> Result<u64, String> {
+    match n {
+        // Any deadline is cut to `default_deadline_ms`, so a huge one is simply the longest.
+        Some(v) if v >= 1.0 && v.fract() == 0.0 => Ok(v as u64),
+        _ => Err("`deadline_ms` must be a whole number of milliseconds, at least 1".into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -283,7 +381,7 @@ struct JsonBatch {
     pairs: Vec<JsonPair>,
     #[serde(default)]
     priority: Priority,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deadline_ms")]
     deadline_ms: Option<u64>,
 }
 
@@ -299,7 +397,9 @@ struct VerifyResponse {
 const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        // The schema's pattern cannot see a last symbol's unused bits: accept them.
+        .with_decode_allow_trailing_bits(true),
 );
 
 fn base64_image(field: &str, text: &str) -> Result<ImageBytes, ApiError> {
@@ -408,12 +508,8 @@ async fn parse_verify(req: Request) -> Result<Parsed, ApiError> {
                         .map_err(|_| ApiError::bad_request("`priority` must be interactive or bulk"))?
                     }
                     "deadline_ms" => {
-                        deadline_ms = Some(
-                            String::from_utf8_lossy(&data)
-                                .trim()
-                                .parse()
-                                .map_err(|_| ApiError::bad_request("`deadline_ms` must be a whole number"))?,
-                        )
+                        let text = String::from_utf8_lossy(&data);
+                        deadline_ms = Some(whole_ms(text.trim().parse().ok()).map_err(ApiError::bad_request)?)
                     }
                     other => {
                         wipe(data);
@@ -446,10 +542,19 @@ fn deadline(state: &AppState, asked_ms: Option<u64>) -> Instant {
 async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let caller = req.extensions().get::<Caller>().cloned().expect("set by authenticate");
     let id = caller.request_id.clone();
+    // Multipart: the body and each part's copy; JSON: the body, its strings and the decoded
+    // images.
+    let factor = if is_json(req.headers()) == Some(true) { 3 } else { 2 };
+    let reading = match state.reading_share(req.headers(), factor) {
+        Ok(p) => p,
+        Err(e) => return refused(&caller, e),
+    };
     let parsed = match within_body_time(&state, parse_verify(req)).await {
         Ok(p) => p,
         Err(e) => return refused(&caller, e),
     };
+    // From here the scheduler counts the images' bytes.
+    drop(reading);
     let deadline = deadline(&state, parsed.deadline_ms);
     let _share = match state.take_share(&caller.client, 1) {
         Ok(p) => p,
@@ -527,6 +632,10 @@ async fn verify_batch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             ),
         );
     }
+    let reading = match state.reading_share(req.headers(), 3) {
+        Ok(p) => p,
+        Err(e) => return refused(&caller, e),
+    };
     let batch: JsonBatch = match within_body_time(&state, json_body(req)).await {
         Ok(b) => b,
         Err(e) => return refused(&caller, e),
@@ -568,6 +677,8 @@ async fn verify_batch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             )
         })
         .collect();
+    // The base64 is decoded and dropped; the scheduler counts the images now.
+    drop(reading);
     let mut results = Vec::with_capacity(tasks.len());
     for (index, (id, task)) in tasks.into_iter().enumerate() {
         let item = match task.await {
@@ -634,8 +745,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], Body::from(OPENAPI)).into_response()
+async fn openapi(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(state.openapi.clone()),
+    )
+        .into_response()
 }
 
 /// A running service.

@@ -196,10 +196,43 @@ async fn bad_requests_get_typed_errors() {
             "unauthorized",
         ),
         (
+            "a known key beside an unknown one",
+            http.post(&url)
+                .bearer_auth("carrier-a-secret-kez")
+                .header("x-api-key", KEY)
+                .multipart(multipart(&face, &face)),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
             "no API key",
             http.post(&url).multipart(multipart(&face, &face)),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+        ),
+        (
+            "deadline of 0 ms",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({ "probe": b64(&face), "reference": b64(&face), "deadline_ms": 0 })),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "null deadline",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({ "probe": b64(&face), "reference": b64(&face), "deadline_ms": null })),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "fractional deadline",
+            http.post(&url)
+                .bearer_auth(KEY)
+                .multipart(multipart(&face, &face).text("deadline_ms", "2.5")),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
         ),
         (
             "batch over the limit",
@@ -234,7 +267,31 @@ async fn bad_requests_get_typed_errors() {
             .unwrap();
         let text = String::from_utf8_lossy(&buf[..n]);
         assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        // The documented JSON error, as every other refusal.
+        let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        schemas.check("ErrorResponse", &body);
+        assert_eq!(body["error"]["code"], "payload_too_large");
     }
+
+    // JSON Schema counts 5000.0 as an integer: accepted as a deadline, as 5000 is.
+    for deadline in [json!(5000.0), json!("5000")] {
+        let multipart_form =
+            multipart(&face, &face).text("deadline_ms", deadline.to_string().trim_matches('"').to_string());
+        let resp = http
+            .post(&url)
+            .bearer_auth(KEY)
+            .multipart(multipart_form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "multipart deadline {deadline}");
+    }
+    let resp = (http.post(&url).bearer_auth(KEY))
+        .json(&json!({ "probe": b64(&face), "reference": b64(&face), "deadline_ms": 5000.0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 
     // Bytes that are not an image are a verification answer, not a transport error: the
     // person is told which photo to retake.
@@ -605,4 +662,35 @@ async fn one_clients_flood_leaves_the_others_share_of_the_queue() {
         a_refused >= 6,
         "carrier-a took more than its share: {a_ok} ok, {a_refused} refused"
     );
+}
+
+/// The document served says what the configuration asks for: no authentication without keys,
+/// `/metrics` open only when it is.
+#[test]
+fn the_served_document_states_the_configured_authentication() {
+    let secured = |doc: &Value, path: &str, method: &str| {
+        let op = &doc["paths"][path][method];
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        assert_eq!(secured, op["responses"]["401"].is_object(), "{path}");
+        secured
+    };
+    let with_keys = config().server;
+    let doc: Value = serde_json::from_str(&facegate_server::openapi_for(&with_keys)).unwrap();
+    assert_eq!(doc, serde_json::from_str::<Value>(OPENAPI).unwrap());
+    assert!(secured(&doc, "/v1/verify", "post") && secured(&doc, "/metrics", "get"));
+    assert!(!secured(&doc, "/healthz", "get"));
+
+    let metrics_open = facegate_server::HttpConfig {
+        metrics_open: true,
+        ..with_keys.clone()
+    };
+    let doc: Value = serde_json::from_str(&facegate_server::openapi_for(&metrics_open)).unwrap();
+    assert!(secured(&doc, "/v1/verify/batch", "post") && !secured(&doc, "/metrics", "get"));
+
+    let open = facegate_server::HttpConfig::default();
+    let doc: Value = serde_json::from_str(&facegate_server::openapi_for(&open)).unwrap();
+    for path in ["/v1/verify", "/v1/verify/batch"] {
+        assert!(!secured(&doc, path, "post"));
+    }
+    assert!(!secured(&doc, "/metrics", "get"));
 }
