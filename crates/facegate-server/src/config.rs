@@ -42,7 +42,9 @@ pub struct HttpConfig {
     /// `max_body_bytes`, a minimum rate (20 MiB in 30 s by default).
     pub body_read_timeout_ms: u64,
     /// Open connections at most; more are closed as soon as they are accepted, so a flood of
-    /// idle sockets cannot take the process's file descriptors from real clients.
+    /// idle sockets cannot take the process's file descriptors from real clients. The soft
+    /// open-files limit is raised to fit (lowered, with a warning, where the hard one is
+    /// too low).
     pub max_connections: usize,
     /// Serve `/metrics` without a key even when keys are configured (default: it needs one,
     /// as the API does; with no keys configured everything is open anyway).
@@ -64,7 +66,7 @@ impl Default for HttpConfig {
             tls: None,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
-            max_connections: 512,
+            max_connections: 2048,
             metrics_open: false,
             client_share: 0.5,
         }

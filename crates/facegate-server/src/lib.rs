@@ -776,7 +776,7 @@ impl Service {
         let handle = axum_server::Handle::new();
         let http = &config.server;
         let headers = Duration::from_millis(http.header_read_timeout_ms);
-        let capped = limits::Capped::new(http.max_connections);
+        let capped = limits::Capped::new(limits::fit_open_files(http.max_connections));
         // hyper's header timeout covers every request's head, a kept-alive connection's wait
         // for the next one included; axum-server's covers a new connection that sends nothing.
         let configure =

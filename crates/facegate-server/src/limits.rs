@@ -11,6 +11,35 @@ use axum_server::accept::Accept;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Room for `connections` sockets plus the process's own files: the soft limit on open files
+/// raised towards the hard one when needed. Returns the connections that fit (fewer, with a
+/// warning, when the hard limit is too low).
+pub fn fit_open_files(connections: usize) -> usize {
+    // Model files, logs, the runtime's own descriptors, outgoing sockets.
+    const RESERVE: u64 = 256;
+    let want = connections as u64 + RESERVE;
+    let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+        return connections;
+    };
+    if soft >= want {
+        return connections;
+    }
+    let raised = want.min(hard);
+    if rlimit::Resource::NOFILE.set(raised, hard).is_err() {
+        tracing::warn!(soft, hard, "could not raise the open-files limit");
+    }
+    let now = rlimit::Resource::NOFILE.get().map_or(soft, |(s, _)| s);
+    let fit = now.saturating_sub(RESERVE).max(1) as usize;
+    if fit < connections {
+        tracing::warn!(
+            max_connections = connections,
+            open_files_limit = now,
+            "max_connections lowered to {fit}: the open-files limit leaves room for no more"
+        );
+    }
+    fit.min(connections)
+}
+
 /// Wraps an acceptor so that at most `max` of its connections are open at once.
 #[derive(Debug, Clone)]
 pub struct Capped<A> {

@@ -37,6 +37,16 @@ pub struct LoadgenArgs {
     reference: PathBuf,
     #[arg(long)]
     api_key: Option<String>,
+    /// Every Nth request sends, as its probe, the probe scaled up to --large-side (a large
+    /// but legal photo: what memory bounds are tested with); 0 never.
+    #[arg(long, default_value_t = 0)]
+    large_every: u64,
+    #[arg(long, default_value_t = 6000)]
+    large_side: u32,
+    /// Hold this many idle connections open during the run (each sends half a request head
+    /// and nothing more; one the server closes is reopened): sockets an attacker would hold.
+    #[arg(long, default_value_t = 0)]
+    idle_sockets: usize,
     /// Send as bulk (low priority) instead of interactive.
     #[arg(long)]
     bulk: bool,
@@ -61,6 +71,12 @@ pub struct Report {
     pub mean_batch: f64,
     /// (upper bound, batches in the bucket), in order of the bounds.
     pub batch_buckets: Vec<(String, u64)>,
+    /// Requests that carried the large probe, and their status counts.
+    pub large_requests: u64,
+    pub large_status: BTreeMap<String, u64>,
+    /// Idle connections held, and how many of them the server closed during the run.
+    pub idle_sockets: usize,
+    pub idle_closed_by_server: u64,
 }
 
 #[derive(Serialize)]
@@ -86,10 +102,21 @@ pub fn loadgen(args: LoadgenArgs) -> Result<()> {
         bail!("--concurrency must be at least 1");
     }
     let probe = std::fs::read(&args.probe).with_context(|| format!("reading {}", args.probe.display()))?;
+    let large = if args.large_every > 0 {
+        let img = image::load_from_memory(&probe).context("--probe")?.into_rgb8();
+        let s = args.large_side as f64 / img.width().max(img.height()) as f64;
+        let (w, h) = ((img.width() as f64 * s) as u32, (img.height() as f64 * s) as u32);
+        let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+        let mut png = Vec::new();
+        big.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        png
+    } else {
+        Vec::new()
+    };
     let reference = std::fs::read(&args.reference).with_context(|| format!("reading {}", args.reference.display()))?;
     facegate_server::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let report = runtime.block_on(run(&args, url, probe, reference))?;
+    let report = runtime.block_on(run(&args, url, probe, reference, large))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -98,7 +125,43 @@ pub fn loadgen(args: LoadgenArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: Vec<u8>) -> Result<Report> {
+/// Keep `n` connections to `addr` open and idle until `stop`; returns how many the server
+/// closed.
+async fn hold_idle(addr: std::net::SocketAddr, n: usize, stop: tokio::sync::watch::Receiver<bool>) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let closed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (mut stop, closed) = (stop.clone(), closed.clone());
+            tokio::spawn(async move {
+                while !*stop.borrow() {
+                    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    let _ = tcp.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+                    let mut buf = [0u8; 512];
+                    tokio::select! {
+                        _ = tcp.read(&mut buf) => { closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    closed.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+async fn run(
+    args: &LoadgenArgs,
+    base: reqwest::Url,
+    probe: Vec<u8>,
+    reference: Vec<u8>,
+    large: Vec<u8>,
+) -> Result<Report> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
@@ -106,7 +169,15 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
     let metrics_url = base.join("/metrics")?;
     let before = scrape(&http, &metrics_url, args.api_key.as_deref()).await?;
     let clients = Arc::new(Semaphore::new(args.concurrency));
-    let (probe, reference) = (Arc::new(probe), Arc::new(reference));
+    let (probe, reference, large) = (Arc::new(probe), Arc::new(reference), Arc::new(large));
+    let (stop_idle, idle_stop) = tokio::sync::watch::channel(false);
+    let idle = match args.idle_sockets {
+        0 => None,
+        n => {
+            let addr = (base.socket_addrs(|| None)?.into_iter().next()).context("resolving --url")?;
+            Some(tokio::spawn(hold_idle(addr, n, idle_stop)))
+        }
+    };
     let priority = if args.bulk { "bulk" } else { "interactive" };
     let start = Instant::now();
     let stop_at = start + Duration::from_secs_f64(args.duration);
@@ -121,10 +192,11 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
         }
         tokio::time::sleep_until(scheduled.into()).await;
         let permit = clients.clone().acquire_owned().await?;
+        let is_large = args.large_every > 0 && i % args.large_every == args.large_every - 1;
         let (http, url, p, r, key) = (
             http.clone(),
             verify.clone(),
-            probe.clone(),
+            if is_large { large.clone() } else { probe.clone() },
             reference.clone(),
             args.api_key.clone(),
         );
@@ -150,19 +222,28 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
                 Err(_) => "transport_error".to_string(),
             };
             drop(permit);
-            (status, scheduled.elapsed())
+            (status, scheduled.elapsed(), is_large)
         }));
     }
     let mut latency = Histogram::<u64>::new(3)?;
     let mut status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut large_status: BTreeMap<String, u64> = BTreeMap::new();
     for t in tasks {
-        let (s, took) = t.await?;
+        let (s, took, is_large) = t.await?;
         if s == "200" {
             latency.record(took.as_micros() as u64)?;
+        }
+        if is_large {
+            *large_status.entry(s.clone()).or_default() += 1;
         }
         *status.entry(s).or_default() += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let _ = stop_idle.send(true);
+    let idle_closed_by_server = match idle {
+        Some(t) => t.await?,
+        None => 0,
+    };
     let after = scrape(&http, &metrics_url, args.api_key.as_deref()).await?;
     let delta = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
     let batches = delta("facegate_batch_size_count");
@@ -210,6 +291,10 @@ async fn run(args: &LoadgenArgs, base: reqwest::Url, probe: Vec<u8>, reference: 
             0.0
         },
         batch_buckets,
+        large_requests: large_status.values().sum(),
+        large_status,
+        idle_sockets: args.idle_sockets,
+        idle_closed_by_server,
     })
 }
 
@@ -251,6 +336,15 @@ fn print_report(r: &Report) {
         r.latency_ms.p50, r.latency_ms.p95, r.latency_ms.p99, r.latency_ms.max
     );
     println!("status:      {:?}", r.status);
+    if r.large_requests > 0 {
+        println!("large:       {} requests {:?}", r.large_requests, r.large_status);
+    }
+    if r.idle_sockets > 0 {
+        println!(
+            "idle:        {} sockets held, {} closed by the server",
+            r.idle_sockets, r.idle_closed_by_server
+        );
+    }
     println!(
         "batches:     {} (mean size {:.2}) {:?}",
         r.batches, r.mean_batch, r.batch_buckets
