@@ -330,7 +330,8 @@ async fn verify_rows(
 ) -> Vec<ResultRow> {
     let engine = scheduler.backend().engine();
     let (threshold, model) = (engine.threshold(), engine.model_version().to_string());
-    // Keep at most a queue's worth in flight, so the job is never refused as overloaded.
+    // Read at most a queue's worth of files at once; the scheduler then waits for room (by
+    // count and by bytes) rather than refusing a row.
     let room = Arc::new(tokio::sync::Semaphore::new(scheduler.config().queue_capacity));
     let tasks: Vec<_> = rows
         .into_iter()
@@ -350,7 +351,7 @@ async fn verify_rows(
                     (Err(e), _) => return error_row(row.id, format!("probe_{e}"), threshold, &model, ms(start)),
                     (_, Err(e)) => return error_row(row.id, format!("reference_{e}"), threshold, &model, ms(start)),
                 };
-                match scheduler.submit(pair, Priority::Bulk, None).await {
+                match scheduler.submit_waiting(pair, Priority::Bulk).await {
                     Ok(o) => {
                         let v = o.response;
                         ResultRow {

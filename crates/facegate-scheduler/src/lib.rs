@@ -306,7 +306,27 @@ impl<B: Backend> Scheduler<B> {
         priority: Priority,
         deadline: Option<Instant>,
     ) -> Result<Outcome<B::Response>, ScheduleError> {
-        let result = self.run_stages(request, priority, deadline).await;
+        self.submit_as(request, priority, deadline, Admission::Now).await
+    }
+
+    /// [`Self::submit`] for a job of its own (batch files): waits for room in the queue, by
+    /// count and by bytes, instead of being refused; never `Overloaded`.
+    pub async fn submit_waiting(
+        &self,
+        request: B::Request,
+        priority: Priority,
+    ) -> Result<Outcome<B::Response>, ScheduleError> {
+        self.submit_as(request, priority, None, Admission::Wait).await
+    }
+
+    async fn submit_as(
+        &self,
+        request: B::Request,
+        priority: Priority,
+        deadline: Option<Instant>,
+        admission: Admission,
+    ) -> Result<Outcome<B::Response>, ScheduleError> {
+        let result = self.run_stages(request, priority, deadline, admission).await;
         self.inner.metrics.record_outcome(match &result {
             Ok(_) => "ok",
             Err(e) => e.code(),
@@ -319,27 +339,28 @@ impl<B: Backend> Scheduler<B> {
         request: B::Request,
         priority: Priority,
         deadline: Option<Instant>,
+        admission: Admission,
     ) -> Result<Outcome<B::Response>, ScheduleError> {
         let inner = &self.inner;
         if self.is_closing() {
             return Err(ScheduleError::ShuttingDown);
         }
-        let admitted = inner
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ScheduleError::Overloaded {
-                retry_after_ms: inner.config.retry_after_ms,
-            })?;
+        let overloaded = ScheduleError::Overloaded {
+            retry_after_ms: inner.config.retry_after_ms,
+        };
         let budget = budget_kib(&inner.config);
         let kib = inner.backend.held_bytes(&request).div_ceil(1024).min(budget) as u32;
-        let bytes = inner
-            .bytes
-            .clone()
-            .try_acquire_many_owned(kib)
-            .map_err(|_| ScheduleError::Overloaded {
-                retry_after_ms: inner.config.retry_after_ms,
-            })?;
+        let (admitted, bytes) = match admission {
+            Admission::Now => (
+                (inner.admission.clone().try_acquire_owned()).map_err(|_| overloaded.clone())?,
+                (inner.bytes.clone().try_acquire_many_owned(kib)).map_err(|_| overloaded)?,
+            ),
+            // Closed by `shutdown`: a request still waiting then is refused.
+            Admission::Wait => (
+                (inner.admission.clone().acquire_owned().await).map_err(|_| ScheduleError::ShuttingDown)?,
+                (inner.bytes.clone().acquire_many_owned(kib).await).map_err(|_| ScheduleError::ShuttingDown)?,
+            ),
+        };
 
         // Shed load early: a request that the work already admitted ahead of it would keep
         // past its deadline is refused now, with the time the queue needs, rather than
@@ -402,12 +423,21 @@ impl<B: Backend> Scheduler<B> {
         // Every accepted request holds one permit until it is answered.
         let all = inner.config.queue_capacity as u32;
         let _permits = inner.admission.acquire_many(all).await.expect("never closed");
+        inner.admission.close();
+        inner.bytes.close();
         let _ = inner.jobs.send(Msg::Stop);
         let handle = inner.device_thread.lock().expect("not poisoned").take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
     }
+}
+
+/// Whether a request without room in the queue is refused or waits for it.
+#[derive(Clone, Copy)]
+enum Admission {
+    Now,
+    Wait,
 }
 
 /// `max_queued_bytes` in KiB, the unit of the byte semaphore (u32 permits per request).

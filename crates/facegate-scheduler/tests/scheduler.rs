@@ -431,3 +431,34 @@ async fn admission_counts_the_bytes_requests_hold() {
             == 1
     );
 }
+
+/// A batch job waits for room instead of being refused: requests past the byte budget queue
+/// up behind it and are all answered once the device frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_submit_queues_for_bytes_instead_of_failing() {
+    let r = Arc::new(Recorder::default()); // device held shut
+    let s = start(
+        &r,
+        SchedulerConfig {
+            max_queued_bytes: 100 << 20,
+            ..config(1, 1, 64)
+        },
+    );
+    let jobs: Vec<_> = [1040, 1040, 1042]
+        .into_iter()
+        .map(|id| {
+            let s = s.clone();
+            tokio::spawn(async move { s.submit_waiting(id, Priority::Bulk).await })
+        })
+        .collect();
+    until_in_flight(&s, 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The third waits (reserving what is free), never past the budget.
+    assert_eq!(s.held_bytes(), 100 << 20);
+    set_open(&r, true);
+    let mut answers: Vec<u32> = Vec::new();
+    for j in jobs {
+        answers.push(j.await.unwrap().unwrap().response);
+    }
+    assert_eq!(answers, vec![10400, 10400, 10420]);
+}
