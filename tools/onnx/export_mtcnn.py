@@ -51,7 +51,6 @@ Output shapes matched the references in every case (P-Net 30x40 -> 10x15 as in t
 import argparse
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -65,25 +64,7 @@ TOLERANCE = 1e-4
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lcg import lcg  # noqa: E402  (tools/onnx/lcg.py)
-
-
-def read_safetensors(path):
-    """{name: float32 ndarray} from a safetensors file (these files hold F32 tensors only)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: {name} is {info['dtype']}, expected F32")
-        start, end = info["data_offsets"]
-        arr = np.frombuffer(raw, dtype="<f4", count=(end - start) // 4, offset=base + start)
-        out[name] = arr.reshape(info["shape"]).astype(np.float32)
-    return out
+from export_face_recognition_net import read_safetensors  # noqa: E402  (F32 tensors by name)
 
 
 class Graph:

@@ -306,7 +306,7 @@ impl<B: Backend> Scheduler<B> {
         priority: Priority,
         deadline: Option<Instant>,
     ) -> Result<Outcome<B::Response>, ScheduleError> {
-        self.submit_as(request, priority, deadline, Admission::Now).await
+        self.recorded(self.run_stages(request, priority, deadline, Admission::Now).await)
     }
 
     /// [`Self::submit`] for a job of its own (batch files): waits for room in the queue, by
@@ -316,17 +316,14 @@ impl<B: Backend> Scheduler<B> {
         request: B::Request,
         priority: Priority,
     ) -> Result<Outcome<B::Response>, ScheduleError> {
-        self.submit_as(request, priority, None, Admission::Wait).await
+        self.recorded(self.run_stages(request, priority, None, Admission::Wait).await)
     }
 
-    async fn submit_as(
+    /// Count `result` by its outcome, and pass it on.
+    fn recorded(
         &self,
-        request: B::Request,
-        priority: Priority,
-        deadline: Option<Instant>,
-        admission: Admission,
+        result: Result<Outcome<B::Response>, ScheduleError>,
     ) -> Result<Outcome<B::Response>, ScheduleError> {
-        let result = self.run_stages(request, priority, deadline, admission).await;
         self.inner.metrics.record_outcome(match &result {
             Ok(_) => "ok",
             Err(e) => e.code(),
