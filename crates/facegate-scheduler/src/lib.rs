@@ -213,6 +213,10 @@ struct Inner<B: Backend> {
     /// The device's measured time per request (µs, a moving average; 0 until measured):
     /// what admission estimates a newcomer's wait from.
     service_us: Arc<AtomicU64>,
+    /// The same for decoding (µs of one worker per request), and the workers: large photos
+    /// make this stage the slower one.
+    prepare_us: AtomicU64,
+    workers: u64,
 }
 
 impl<B: Backend> Scheduler<B> {
@@ -261,6 +265,8 @@ impl<B: Backend> Scheduler<B> {
                 device_thread: std::sync::Mutex::new(Some(device)),
                 metrics,
                 service_us,
+                prepare_us: AtomicU64::new(0),
+                workers: workers as u64,
             }),
         })
     }
@@ -362,7 +368,10 @@ impl<B: Backend> Scheduler<B> {
         // Shed load early: a request that the work already admitted ahead of it would keep
         // past its deadline is refused now, with the time the queue needs, rather than
         // accepted only to expire.
-        if let (Some(deadline), per) = (deadline, inner.service_us.load(Ordering::Relaxed)) {
+        // Per request: the device's time plus the decoders' share. On the CPU backend both
+        // run on the same cores; where they overlap (a GPU) this errs on the side of refusing.
+        let per = inner.service_us.load(Ordering::Relaxed) + inner.prepare_us.load(Ordering::Relaxed) / inner.workers;
+        if let Some(deadline) = deadline {
             let ahead = (inner.config.queue_capacity - inner.admission.available_permits()) as u64;
             let wait = Duration::from_micros(per * ahead);
             let now = Instant::now();
@@ -380,9 +389,15 @@ impl<B: Backend> Scheduler<B> {
         let backend = inner.backend.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let _worker = worker;
-            catch_unwind(AssertUnwindSafe(|| backend.prepare(request)))
+            let t = Instant::now();
+            let prepared = catch_unwind(AssertUnwindSafe(|| backend.prepare(request)));
+            (prepared, t.elapsed().as_micros() as u64)
         })
         .await
+        .map(|(prepared, took_us)| {
+            average_into(&inner.prepare_us, took_us.max(1));
+            prepared
+        })
         .map_err(|e| ScheduleError::Failed(format!("prepare task: {e}")))?
         .map_err(|p| ScheduleError::Failed(panic_message(&p)))?;
         let prepare_ms = ms(start);
@@ -428,6 +443,15 @@ impl<B: Backend> Scheduler<B> {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
     }
+}
+
+/// Fold `sample` into a moving average over about the last five (the first sample sets it).
+fn average_into(avg: &AtomicU64, sample: u64) {
+    let old = avg.load(Ordering::Relaxed);
+    avg.store(
+        if old == 0 { sample } else { (4 * old + sample) / 5 },
+        Ordering::Relaxed,
+    );
 }
 
 /// Whether a request without room in the queue is refused or waits for it.
@@ -561,8 +585,7 @@ fn device_loop<B: Backend>(
         let size = live.len();
         // Time per request, averaged over the last ~5 batches.
         let per = (start.elapsed().as_micros() as u64 / size as u64).max(1);
-        let old = service_us.load(Ordering::Relaxed);
-        service_us.store(if old == 0 { per } else { (4 * old + per) / 5 }, Ordering::Relaxed);
+        average_into(service_us, per);
         match result {
             Ok(responses) => {
                 for (job, response) in live.into_iter().zip(responses) {

@@ -10,6 +10,7 @@ use facegate_pipeline::{DeviceChoice, Engine, Face, FacePolicy};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod batch;
+mod benchnets;
 mod dedup;
 mod eval;
 mod loadgen;
@@ -83,6 +84,9 @@ enum Command {
     HashKey { key: String },
     /// Load a facegate service on this machine and report throughput, latency and batching.
     Loadgen(loadgen::LoadgenArgs),
+    /// Time each network alone on the CPU backend, on the shapes tools/bench/ort_bench.py
+    /// gives onnxruntime, and whole verifications (benches/cpu/run.sh puts them side by side).
+    BenchNets(benchnets::BenchNetsArgs),
     /// Verify every pair of an Arrow IPC or Parquet file into a Parquet file; resumable.
     Batch(batch::BatchArgs),
     /// Find enrolment photos whose face is already enrolled under another identity (a top-k
@@ -186,6 +190,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::serve(args)?,
         Command::HashKey { key } => println!("{}", facegate_server::hash_key(&key)),
         Command::Loadgen(args) => loadgen::loadgen(args)?,
+        Command::BenchNets(args) => benchnets::bench_nets(args)?,
         Command::Batch(args) => batch::batch(args)?,
         Command::Dedup(args) => dedup::dedup(args)?,
         Command::Verify {
