@@ -172,6 +172,20 @@ impl<B: Backend> Job<B> {
     fn expired(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|d| d <= now)
     }
+
+    /// Send the answer, after giving back the job's places and bytes (and its pixels): a
+    /// client that has its answer finds them free.
+    fn reply(self, answer: Answer<B::Response>) {
+        let Self {
+            answer: tx,
+            prepared,
+            _admitted,
+            _bytes,
+            ..
+        } = self;
+        drop((prepared, _admitted, _bytes));
+        let _ = tx.send(answer);
+    }
 }
 
 enum Msg<B: Backend> {
@@ -610,7 +624,7 @@ fn device_loop<B: Backend>(
 fn time_out_expired<B: Backend>(jobs: impl Iterator<Item = Job<B>>, now: Instant) -> Vec<Job<B>> {
     let (expired, live): (Vec<_>, Vec<_>) = jobs.partition(|j| j.expired(now));
     for job in expired {
-        let _ = job.answer.send(Err(ScheduleError::TimedOut));
+        job.reply(Err(ScheduleError::TimedOut));
     }
     live
 }
@@ -627,7 +641,7 @@ fn attempt<B: Backend>(backend: &B, inputs: &[&B::Prepared]) -> Result<Vec<B::Re
 fn answer<B: Backend>(job: Job<B>, result: Result<B::Response, ScheduleError>, batch_size: usize, started: Instant) {
     let queue_ms = (started - job.enqueued).as_secs_f64() * 1e3;
     let prepare_ms = job.prepare_ms;
-    let _ = job.answer.send(result.map(|response| Outcome {
+    job.reply(result.map(|response| Outcome {
         response,
         batch_size,
         prepare_ms,

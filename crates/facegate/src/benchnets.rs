@@ -113,7 +113,8 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
             let x = random([1, 3, side, side]);
             let t = time(args.budget, || {
                 let (reg, prob) = mtcnn.pnet.forward(x.clone());
-                (reg.into_data(), prob.into_data());
+                reg.into_data();
+                prob.into_data();
             });
             record("pnet", format!("1x3x{side}x{side}"), 1, t);
         }
@@ -123,7 +124,8 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
             let x = random([batch, 3, 24, 24]);
             let t = time(args.budget, || {
                 let (reg, prob) = mtcnn.rnet.forward(x.clone());
-                (reg.into_data(), prob.into_data());
+                reg.into_data();
+                prob.into_data();
             });
             record("rnet", format!("{batch}x3x24x24"), batch, t);
         }
@@ -133,7 +135,9 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
             let x = random([batch, 3, 48, 48]);
             let t = time(args.budget, || {
                 let (reg, marks, prob) = mtcnn.onet.forward(x.clone());
-                (reg.into_data(), marks.into_data(), prob.into_data());
+                reg.into_data();
+                marks.into_data();
+                prob.into_data();
             });
             record("onet", format!("{batch}x3x48x48"), batch, t);
         }
