@@ -27,10 +27,13 @@ status=0
 for mode in open keys; do
   "$bin" serve --config "$dir/$mode.toml" --device cpu > "$dir/$mode.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 120); do
-    curl -sf http://127.0.0.1:18731/healthz >/dev/null 2>&1 && break
+  ready=
+  for _ in $(seq 1 600); do
+    python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:18731/healthz", timeout=1)' 2>/dev/null && { ready=1; break; }
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
+  [ -n "$ready" ] || { echo "facegate serve ($mode) did not start:" >&2; cat "$dir/$mode.log" >&2; exit 1; }
   auth=()
   [ "$mode" = keys ] && auth=(-H "X-API-Key: $key")
   echo "== schemathesis, $mode"

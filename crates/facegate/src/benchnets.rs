@@ -48,7 +48,8 @@ fn pyramid(side: f64) -> Vec<usize> {
     let mut scale = 12.0 / 20.0;
     let mut out = Vec::new();
     while side * scale >= 12.0 {
-        out.push((side * scale).ceil() as usize);
+        // Python's `int(h * scale + 1)`, as the detector sizes its levels.
+        out.push((side * scale + 1.0) as usize);
         scale *= 0.709;
     }
     out
