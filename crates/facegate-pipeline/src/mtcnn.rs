@@ -287,35 +287,33 @@ fn crops(images: &[&RgbImage], candidates: &[Candidate], size: usize) -> (Vec<f3
 /// PyTorch's `interpolate(mode="area")` (adaptive average pooling) of `region` = `[x, y, w, h]`
 /// of `img` to `oh`×`ow`, normalised as MTCNN expects: `(v − 127.5) / 128`, planar RGB.
 /// Output pixel `i` averages input `[⌊i·n/o⌋, ⌈(i+1)·n/o⌉)` on each axis.
+///
+/// Sums are integers, so they are exact: per output row, the span's input rows are added in
+/// u32, then a running sum along x gives every column span's total at once.
 fn area_resize(img: &RgbImage, [rx, ry, rw, rh]: [usize; 4], oh: usize, ow: usize, out: &mut [f32]) {
     let span = |i: usize, n: usize, o: usize| (i * n / o, ((i + 1) * n).div_ceil(o));
     let raw = img.as_raw();
     let stride = img.width() as usize * 3;
-    // Horizontal pass: row sums over each output column's span, for every input row.
-    let mut rows = vec![0.0f64; rh * ow * 3];
-    for r in 0..rh {
-        let line = &raw[(ry + r) * stride..];
-        for c in 0..ow {
-            let (a, b) = span(c, rw, ow);
-            let mut acc = [0.0f64; 3];
-            for x in a..b {
-                for (ch, acc) in acc.iter_mut().enumerate() {
-                    *acc += line[(rx + x) * 3 + ch] as f64;
-                }
-            }
-            let n = (b - a) as f64;
-            for ch in 0..3 {
-                rows[(r * ow + c) * 3 + ch] = acc[ch] / n;
-            }
-        }
-    }
+    let columns: Vec<(usize, usize)> = (0..ow).map(|c| span(c, rw, ow)).collect();
     let plane = oh * ow;
+    let mut rows = vec![0u32; rw * 3];
+    let mut running = vec![0u64; (rw + 1) * 3];
     for o in 0..oh {
         let (a, b) = span(o, rh, oh);
-        for c in 0..ow {
+        rows.fill(0);
+        for r in a..b {
+            let line = &raw[(ry + r) * stride + rx * 3..][..rw * 3];
+            rows.iter_mut().zip(line).for_each(|(s, &v)| *s += v as u32);
+        }
+        for (x, px) in rows.chunks_exact(3).enumerate() {
             for ch in 0..3 {
-                let sum: f64 = (a..b).map(|r| rows[(r * ow + c) * 3 + ch]).sum();
-                let v = sum / (b - a) as f64;
+                running[(x + 1) * 3 + ch] = running[x * 3 + ch] + px[ch] as u64;
+            }
+        }
+        for (c, &(xa, xb)) in columns.iter().enumerate() {
+            let n = ((b - a) * (xb - xa)) as f64;
+            for ch in 0..3 {
+                let v = (running[xb * 3 + ch] - running[xa * 3 + ch]) as f64 / n;
                 out[ch * plane + o * ow + c] = ((v - 127.5) * 0.0078125) as f32;
             }
         }
@@ -415,6 +413,40 @@ mod tests {
         assert_eq!(nms_indices(&c, 0.6, Overlap::Min), vec![1, 0]);
         // A dropped box suppresses nothing: the first goes (66/121 > 0.5), so the small stays.
         assert_eq!(nms_indices(&c, 0.5, Overlap::Min), vec![1, 2]);
+    }
+
+    /// Against adaptive average pooling written out in f64 (each output pixel the mean of its
+    /// row span × column span), on a region of a patterned image, down and up.
+    #[test]
+    fn area_resize_is_adaptive_average_pooling() {
+        let img = RgbImage::from_fn(53, 41, |x, y| {
+            image::Rgb([(x * 37 + y * 11) as u8, (x * y) as u8, (y * 29) as u8])
+        });
+        let [rx, ry, rw, rh] = [5usize, 3, 44, 35];
+        for (oh, ow) in [(12, 9), (24, 24), (35, 44), (48, 70)] {
+            let mut out = vec![0.0; 3 * oh * ow];
+            area_resize(&img, [rx, ry, rw, rh], oh, ow, &mut out);
+            let span = |i: usize, n: usize, o: usize| (i * n / o, ((i + 1) * n).div_ceil(o));
+            for o in 0..oh {
+                for c in 0..ow {
+                    let ((ya, yb), (xa, xb)) = (span(o, rh, oh), span(c, rw, ow));
+                    for ch in 0..3 {
+                        let mut sum = 0.0f64;
+                        for y in ya..yb {
+                            for x in xa..xb {
+                                sum += img.get_pixel((rx + x) as u32, (ry + y) as u32)[ch] as f64;
+                            }
+                        }
+                        let want = (sum / ((yb - ya) * (xb - xa)) as f64 - 127.5) / 128.0;
+                        let got = out[ch * oh * ow + o * ow + c] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-6,
+                            "{oh}x{ow} at ({o}, {c}, {ch}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
