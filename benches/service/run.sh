@@ -20,16 +20,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+. benches/service/server.sh
 start_server() { # max_batch → sets ADDR and PID
-  local log; log=$(mktemp)
-  "$BIN" serve "${CONFIG[@]}" --device "$DEVICE" --bind 127.0.0.1:0 --max-batch "$1" --log-file /dev/null 2>"$log" &
-  PID=$!
-  for _ in $(seq 600); do
-    ADDR=$(sed -n 's/^facegate: listening on //p' "$log")
-    [ -n "$ADDR" ] && break
-    sleep 0.1
-  done
-  [ -n "$ADDR" ] || { cat "$log" >&2; exit 1; }
+  launch "${CONFIG[@]}" --device "$DEVICE" --max-batch "$1"
   # Warm up (first batches allocate and, on a GPU, compile kernels).
   "$BIN" loadgen --url "$ADDR" --concurrency 8 --requests 16 --json >/dev/null
 }

@@ -20,16 +20,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 ulimit -n 8192 2>/dev/null || true
-log=$(mktemp); out=$(mktemp -d)
-"$BIN" serve --device "$DEVICE" --bind 127.0.0.1:0 --log-file /dev/null 2>"$log" &
-PID=$!
-trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$log" "$out"' EXIT
-for _ in $(seq 600); do
-  ADDR=$(sed -n 's/^facegate: listening on //p' "$log")
-  [ -n "$ADDR" ] && break
-  sleep 0.1
-done
-[ -n "$ADDR" ] || { cat "$log" >&2; exit 1; }
+out=$(mktemp -d)
+. benches/service/server.sh
+launch --device "$DEVICE"
+trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$out"' EXIT
 kib() { awk -v f="$1:" '$1 == f { print $2 }' /proc/$PID/status; }
 lg() { "$BIN" loadgen --url "$ADDR" --json "$@"; }
 field() { python3 -c "import json,sys; r=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
