@@ -76,6 +76,14 @@ impl Backend for EngineBackend {
         if self.engine.on_gpu() { 8 } else { 1 }
     }
 
+    /// 2 on the CPU backend: one pair's networks leave both cores busy only part of the time
+    /// (benches/README.md, "CPU": 1 thread 240 ms a pair, 2 threads 150–200 ms), so two pairs
+    /// at once keep them busy; 1 on a GPU, where one batch fills the device (not measured on
+    /// a GPU yet).
+    fn preferred_device_workers(&self) -> usize {
+        if self.engine.on_gpu() { 1 } else { 2 }
+    }
+
     fn run(&self, batch: &[&PreparedPair]) -> Result<Vec<Verification>, String> {
         let pairs: Vec<&DecodedPair> = batch.iter().map(|p| &p.pair).collect();
         let mut out = self.engine.verify_decoded(&pairs);

@@ -49,6 +49,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The `max_batch` used when the configuration leaves it at 0.
     fn preferred_max_batch(&self) -> usize;
+
+    /// The `device_workers` used when the configuration leaves it at 0.
+    fn preferred_device_workers(&self) -> usize {
+        1
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +72,10 @@ pub struct SchedulerConfig {
     pub max_queued_bytes: u64,
     /// Threads decoding images at once (0: one per core).
     pub prepare_workers: usize,
+    /// Batches computed at once, each on a device thread of its own (0: the backend's
+    /// [`Backend::preferred_device_workers`]). On the CPU backend two keep both cores busy
+    /// through the networks' serial stretches.
+    pub device_workers: usize,
     /// Share of each batch kept for bulk requests while interactive ones are waiting too, so
     /// bulk work progresses under interactive load (0.25: one slot in four).
     pub bulk_share: f64,
@@ -84,6 +93,7 @@ impl Default for SchedulerConfig {
             queue_capacity: 128,
             max_queued_bytes: 1 << 30,
             prepare_workers: 0,
+            device_workers: 0,
             bulk_share: 0.25,
             retry_after_ms: 1_000,
         }
@@ -222,7 +232,7 @@ struct Inner<B: Backend> {
     jobs: mpsc::UnboundedSender<Msg<B>>,
     closing: AtomicBool,
     closing_tx: watch::Sender<bool>,
-    device_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    device_threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     metrics: Metrics,
     /// The device's measured time per request (µs, a moving average; 0 until measured):
     /// what admission estimates a newcomer's wait from.
@@ -234,11 +244,14 @@ struct Inner<B: Backend> {
 }
 
 impl<B: Backend> Scheduler<B> {
-    /// Start the queue task (on the current tokio runtime) and the device thread.
+    /// Start the queue task (on the current tokio runtime) and the device threads.
     pub fn start(backend: B, mut config: SchedulerConfig, metrics: Metrics) -> Result<Self, String> {
         config.validate()?;
         if config.max_batch == 0 {
             config.max_batch = backend.preferred_max_batch().max(1);
+        }
+        if config.device_workers == 0 {
+            config.device_workers = backend.preferred_device_workers().max(1);
         }
         let backend = Arc::new(backend);
         let workers = match config.prepare_workers {
@@ -247,17 +260,20 @@ impl<B: Backend> Scheduler<B> {
         };
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (batch_tx, batch_rx) = mpsc::channel::<Batch<B>>(1);
+        // The device threads take batches in turn from one channel.
+        let batch_rx = Arc::new(std::sync::Mutex::new(batch_rx));
         let (closing_tx, closing_rx) = watch::channel(false);
         let service_us = Arc::new(AtomicU64::new(0));
-        let device = {
-            let backend = backend.clone();
-            let metrics = metrics.clone();
-            let service_us = service_us.clone();
-            std::thread::Builder::new()
-                .name("facegate-device".into())
-                .spawn(move || device_loop(&*backend, batch_rx, &metrics, &service_us))
-                .map_err(|e| e.to_string())?
-        };
+        let devices = (0..config.device_workers)
+            .map(|i| {
+                let (backend, metrics, service_us, batches) =
+                    (backend.clone(), metrics.clone(), service_us.clone(), batch_rx.clone());
+                std::thread::Builder::new()
+                    .name(format!("facegate-device-{i}"))
+                    .spawn(move || device_loop(&*backend, &batches, &metrics, &service_us))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let queue = Queue {
             high: VecDeque::new(),
             low: VecDeque::new(),
@@ -276,7 +292,7 @@ impl<B: Backend> Scheduler<B> {
                 jobs: jobs_tx,
                 closing: AtomicBool::new(false),
                 closing_tx,
-                device_thread: std::sync::Mutex::new(Some(device)),
+                device_threads: std::sync::Mutex::new(devices),
                 metrics,
                 service_us,
                 prepare_us: AtomicU64::new(0),
@@ -384,7 +400,8 @@ impl<B: Backend> Scheduler<B> {
         // accepted only to expire.
         // Per request: the device's time plus the decoders' share. On the CPU backend both
         // run on the same cores; where they overlap (a GPU) this errs on the side of refusing.
-        let per = inner.service_us.load(Ordering::Relaxed) + inner.prepare_us.load(Ordering::Relaxed) / inner.workers;
+        let per = inner.service_us.load(Ordering::Relaxed) / inner.config.device_workers as u64
+            + inner.prepare_us.load(Ordering::Relaxed) / inner.workers;
         if let Some(deadline) = deadline {
             let ahead = (inner.config.queue_capacity - inner.admission.available_permits()) as u64;
             let wait = Duration::from_micros(per * ahead);
@@ -452,8 +469,8 @@ impl<B: Backend> Scheduler<B> {
         inner.admission.close();
         inner.bytes.close();
         let _ = inner.jobs.send(Msg::Stop);
-        let handle = inner.device_thread.lock().expect("not poisoned").take();
-        if let Some(h) = handle {
+        let handles = std::mem::take(&mut *inner.device_threads.lock().expect("not poisoned"));
+        for h in handles {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
     }
@@ -497,7 +514,7 @@ impl<B: Backend> Queue<B> {
         batches: mpsc::Sender<Batch<B>>,
         mut closing: watch::Receiver<bool>,
     ) {
-        let device_idle = Arc::new(Semaphore::new(1));
+        let device_idle = Arc::new(Semaphore::new(self.config.device_workers));
         loop {
             // Take everything that has arrived before deciding, so arrivals never starve dispatch.
             loop {
@@ -578,11 +595,14 @@ impl<B: Backend> Queue<B> {
 
 fn device_loop<B: Backend>(
     backend: &B,
-    mut batches: mpsc::Receiver<Batch<B>>,
+    batches: &std::sync::Mutex<mpsc::Receiver<Batch<B>>>,
     metrics: &Metrics,
     service_us: &AtomicU64,
 ) {
-    while let Some(batch) = batches.blocking_recv() {
+    loop {
+        // The lock is held only while waiting for the next batch, not while computing it.
+        let next = batches.lock().expect("not poisoned").blocking_recv();
+        let Some(batch) = next else { break };
         let now = Instant::now();
         let live = time_out_expired(batch.jobs.into_iter(), now);
         if live.is_empty() {

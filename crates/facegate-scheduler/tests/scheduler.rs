@@ -17,6 +17,11 @@ struct Recorder {
     /// Ids that make any batch they are in fail; `always` ones fail alone too.
     poison: Vec<u32>,
     always: Vec<u32>,
+    /// Up to this much more delay per batch, varying with its first id.
+    jitter_ms: u64,
+    /// Batches being computed now, and the most at once.
+    running: std::sync::atomic::AtomicUsize,
+    most_running: std::sync::atomic::AtomicUsize,
 }
 
 impl Recorder {
@@ -59,7 +64,12 @@ impl Backend for Shared {
             open = r.opened.wait(open).unwrap();
         }
         drop(open);
-        std::thread::sleep(r.delay);
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = r.running.fetch_add(1, SeqCst) + 1;
+        r.most_running.fetch_max(now, SeqCst);
+        let jitter = (**batch.first().unwrap() as u64).wrapping_mul(2_654_435_761) % (r.jitter_ms + 1);
+        std::thread::sleep(r.delay + Duration::from_millis(jitter));
+        r.running.fetch_sub(1, SeqCst);
         let ids: Vec<u32> = batch.iter().map(|&&i| i).collect();
         r.batches.lock().unwrap().push(ids.clone());
         if ids.iter().any(|i| r.always.contains(i)) {
@@ -461,4 +471,47 @@ async fn a_waiting_submit_queues_for_bytes_instead_of_failing() {
         answers.push(j.await.unwrap().unwrap().response);
     }
     assert_eq!(answers, vec![10400, 10400, 10420]);
+}
+
+/// Several batches in flight (three device threads, batches of varying length): every request
+/// gets its own answer exactly once, whatever order the batches finish in, and the threads do
+/// compute at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_in_flight_answer_every_request_once() {
+    let r = Arc::new(Recorder {
+        open: Mutex::new(true),
+        delay: Duration::from_millis(2),
+        jitter_ms: 15,
+        ..Default::default()
+    });
+    let s = start(
+        &r,
+        SchedulerConfig {
+            device_workers: 3,
+            ..config(4, 1, 256)
+        },
+    );
+    let handles: Vec<_> = (0..200u32)
+        .map(|i| {
+            let p = if i % 3 == 0 {
+                Priority::Bulk
+            } else {
+                Priority::Interactive
+            };
+            spawn(&s, i, p, None)
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.await.unwrap().unwrap().response, i as u32 * 10);
+    }
+    let mut computed: Vec<u32> = r.batches.lock().unwrap().iter().flatten().copied().collect();
+    computed.sort_unstable();
+    assert_eq!(
+        computed,
+        (0..200).collect::<Vec<_>>(),
+        "each request computed exactly once"
+    );
+    let most = r.most_running.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=3).contains(&most), "{most} batches at once");
+    assert_eq!(s.in_flight(), 0);
 }
