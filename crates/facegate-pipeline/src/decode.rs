@@ -28,18 +28,13 @@ impl Photo {
 /// wiped and freed before this returns, so only `3·max_side²` bytes outlive the call.
 pub fn decode_photo(bytes: &[u8], max_pixels: u64, max_side: u32) -> Result<Photo, Rejection> {
     let mut full = decode(bytes, max_pixels)?;
-    let long = full.width().max(full.height());
-    if max_side == 0 || long <= max_side {
+    let (w, h) = work_size(full.width(), full.height(), max_side);
+    if (w, h) == full.dimensions() {
         return Ok(Photo {
             image: full,
             scale: 1.0,
         });
     }
-    let scale = max_side as f64 / long as f64;
-    let (w, h) = (
-        ((full.width() as f64 * scale).round() as u32).max(1),
-        ((full.height() as f64 * scale).round() as u32).max(1),
-    );
     let image = area_downscale(&full, w, h);
     full.as_mut().zeroize();
     Ok(Photo {
@@ -56,13 +51,19 @@ pub fn photo_bytes(bytes: &[u8], max_side: u32) -> Option<u64> {
         .ok()?
         .into_dimensions()
         .ok()?;
-    let long = w.max(h) as f64;
-    let s = if max_side == 0 || long <= max_side as f64 {
-        1.0
-    } else {
-        max_side as f64 / long
-    };
-    Some(((w as f64 * s).round() as u64).max(1) * ((h as f64 * s).round() as u64).max(1) * 3)
+    let (w, h) = work_size(w, h, max_side);
+    Some(w as u64 * h as u64 * 3)
+}
+
+/// The working copy's size for a `w`×`h` photo: its longer side cut to `max_side` (0: kept).
+fn work_size(w: u32, h: u32, max_side: u32) -> (u32, u32) {
+    let long = w.max(h);
+    if max_side == 0 || long <= max_side {
+        return (w, h);
+    }
+    let s = max_side as f64 / long as f64;
+    let cut = |v: u32| ((v as f64 * s).round() as u32).max(1);
+    (cut(w), cut(h))
 }
 
 /// Box-average `img` down to `w`×`h` (each output pixel is the mean of the input pixels its

@@ -15,6 +15,7 @@
 //! with [`ScheduleError::Overloaded`]. Every accepted
 //! request gets exactly one answer, including during [`Scheduler::shutdown`].
 
+mod budget;
 mod engine;
 mod metrics;
 
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
+pub use budget::{ByteBudget, ByteShare};
 pub use engine::{EngineBackend, PairRequest, PreparedPair};
 pub use metrics::Metrics;
 
@@ -175,7 +177,7 @@ struct Job<B: Backend> {
     // Returned when the job is dropped, i.e. answered: admission counts unanswered requests
     // and the bytes they hold.
     _admitted: OwnedSemaphorePermit,
-    _bytes: OwnedSemaphorePermit,
+    _bytes: ByteShare,
 }
 
 impl<B: Backend> Job<B> {
@@ -226,8 +228,8 @@ struct Inner<B: Backend> {
     backend: Arc<B>,
     config: SchedulerConfig,
     admission: Arc<Semaphore>,
-    /// `max_queued_bytes` in KiB permits.
-    bytes: Arc<Semaphore>,
+    /// `max_queued_bytes`.
+    bytes: ByteBudget,
     prepare: Arc<Semaphore>,
     jobs: mpsc::UnboundedSender<Msg<B>>,
     closing: AtomicBool,
@@ -286,7 +288,7 @@ impl<B: Backend> Scheduler<B> {
             inner: Arc::new(Inner {
                 backend,
                 admission: Arc::new(Semaphore::new(config.queue_capacity)),
-                bytes: Arc::new(Semaphore::new(budget_kib(&config) as usize)),
+                bytes: ByteBudget::new(config.max_queued_bytes),
                 prepare: Arc::new(Semaphore::new(workers)),
                 config,
                 jobs: jobs_tx,
@@ -320,7 +322,7 @@ impl<B: Backend> Scheduler<B> {
 
     /// Bytes the accepted, unanswered requests are charged for (KiB granularity).
     pub fn held_bytes(&self) -> u64 {
-        (budget_kib(&self.inner.config) - self.inner.bytes.available_permits() as u64) * 1024
+        self.inner.bytes.held()
     }
 
     /// The metrics in Prometheus' text format, with the in-flight gauges read from admission.
@@ -381,17 +383,16 @@ impl<B: Backend> Scheduler<B> {
         let overloaded = ScheduleError::Overloaded {
             retry_after_ms: inner.config.retry_after_ms,
         };
-        let budget = budget_kib(&inner.config);
-        let kib = inner.backend.held_bytes(&request).div_ceil(1024).min(budget) as u32;
+        let size = inner.backend.held_bytes(&request);
         let (admitted, bytes) = match admission {
             Admission::Now => (
                 (inner.admission.clone().try_acquire_owned()).map_err(|_| overloaded.clone())?,
-                (inner.bytes.clone().try_acquire_many_owned(kib)).map_err(|_| overloaded)?,
+                inner.bytes.try_take(size).ok_or(overloaded)?,
             ),
             // Closed by `shutdown`: a request still waiting then is refused.
             Admission::Wait => (
                 (inner.admission.clone().acquire_owned().await).map_err(|_| ScheduleError::ShuttingDown)?,
-                (inner.bytes.clone().acquire_many_owned(kib).await).map_err(|_| ScheduleError::ShuttingDown)?,
+                inner.bytes.take(size).await.ok_or(ScheduleError::ShuttingDown)?,
             ),
         };
 
@@ -490,11 +491,6 @@ fn average_into(avg: &AtomicU64, sample: u64) {
 enum Admission {
     Now,
     Wait,
-}
-
-/// `max_queued_bytes` in KiB, the unit of the byte semaphore (u32 permits per request).
-fn budget_kib(config: &SchedulerConfig) -> u64 {
-    (config.max_queued_bytes / 1024).min(u32::MAX as u64)
 }
 
 /// The queue task's state: it alone touches the queues.

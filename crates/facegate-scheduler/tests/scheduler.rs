@@ -297,16 +297,7 @@ async fn shutdown_answers_everything_accepted_and_refuses_new_work() {
         ..Recorder::open()
     });
     let s = start(&r, config(4, 50, 256));
-    let handles: Vec<_> = (0..40)
-        .map(|i| {
-            let p = if i % 3 == 0 {
-                Priority::Bulk
-            } else {
-                Priority::Interactive
-            };
-            spawn(&s, i, p, None)
-        })
-        .collect();
+    let handles = spawn_mixed(&s, 0..40);
     until_in_flight(&s, 1).await;
     s.shutdown().await;
     let mut accepted = 0;
@@ -337,6 +328,19 @@ type Handle = tokio::task::JoinHandle<Result<facegate_scheduler::Outcome<u32>, S
 fn spawn(s: &Scheduler<Shared>, id: u32, p: Priority, deadline: Option<Instant>) -> Handle {
     let s = s.clone();
     tokio::spawn(async move { s.submit(id, p, deadline).await })
+}
+
+/// Submit `ids`, every third as bulk, each on a task of its own.
+fn spawn_mixed(s: &Scheduler<Shared>, ids: std::ops::Range<u32>) -> Vec<Handle> {
+    ids.map(|i| {
+        let p = if i % 3 == 0 {
+            Priority::Bulk
+        } else {
+            Priority::Interactive
+        };
+        spawn(s, i, p, None)
+    })
+    .collect()
 }
 
 async fn futures(
@@ -491,16 +495,7 @@ async fn batches_in_flight_answer_every_request_once() {
             ..config(4, 1, 256)
         },
     );
-    let handles: Vec<_> = (0..200u32)
-        .map(|i| {
-            let p = if i % 3 == 0 {
-                Priority::Bulk
-            } else {
-                Priority::Interactive
-            };
-            spawn(&s, i, p, None)
-        })
-        .collect();
+    let handles = spawn_mixed(&s, 0..200);
     for (i, h) in handles.into_iter().enumerate() {
         assert_eq!(h.await.unwrap().unwrap().response, i as u32 * 10);
     }

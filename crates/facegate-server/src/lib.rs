@@ -23,7 +23,9 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use facegate_core::{ImageBytes, Verification};
 use facegate_pipeline::Engine;
-use facegate_scheduler::{EngineBackend, Metrics, PairRequest, Priority, ScheduleError, Scheduler};
+use facegate_scheduler::{
+    ByteBudget, ByteShare, EngineBackend, Metrics, PairRequest, Priority, ScheduleError, Scheduler,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -67,8 +69,8 @@ pub struct AppState {
     /// Each client's share of the queue, when two or more clients are configured: one
     /// carrier's flood cannot take the places of the others.
     quotas: std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>,
-    /// `max_reading_bytes` in KiB: what the request bodies being read may hold between them.
-    reading: Arc<tokio::sync::Semaphore>,
+    /// `max_reading_bytes`: what the request bodies being read may hold between them.
+    reading: ByteBudget,
     /// The OpenAPI document for this configuration.
     openapi: String,
 }
@@ -82,7 +84,7 @@ impl AppState {
             .collect();
         let mut state = Self {
             scheduler,
-            reading: Arc::new(tokio::sync::Semaphore::new((http.max_reading_bytes / 1024) as usize)),
+            reading: ByteBudget::new(http.max_reading_bytes),
             openapi: openapi_for(&http),
             http,
             keys,
@@ -104,39 +106,30 @@ impl AppState {
             return Ok(None);
         };
         quota.clone().try_acquire_many_owned(n as u32).map(Some).map_err(|_| {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "overloaded",
-                format!(
-                    "this client holds its share of the queue ({} of {} places); retry shortly",
-                    self.quota_size(),
-                    self.scheduler.config().queue_capacity
-                ),
-            );
-            e.retry_after_s = Some(self.scheduler.config().retry_after_ms.div_ceil(1000).max(1));
-            e
+            self.overloaded(format!(
+                "this client holds its share of the queue ({} of {} places); retry shortly",
+                self.quota_size(),
+                self.scheduler.config().queue_capacity
+            ))
         })
+    }
+
+    /// 429 `overloaded` with the configured Retry-After.
+    fn overloaded(&self, message: impl Into<String>) -> ApiError {
+        ApiError::from(ScheduleError::Overloaded {
+            retry_after_ms: self.scheduler.config().retry_after_ms,
+        })
+        .with_message(message)
     }
 
     /// A share of `max_reading_bytes` for reading and parsing a body: `factor` times its
     /// Content-Length (or `max_body_bytes` when it declares none), for the copies parsing
     /// makes. 429 when the bodies already being read hold the budget.
-    fn reading_share(&self, headers: &HeaderMap, factor: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        let declared = (headers.get(header::CONTENT_LENGTH))
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(self.http.max_body_bytes as u64)
-            .min(self.http.max_body_bytes as u64);
-        let budget = self.http.max_reading_bytes / 1024;
-        let kib = (declared * factor).div_ceil(1024).min(budget) as u32;
-        self.reading.clone().try_acquire_many_owned(kib).map_err(|_| {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "overloaded",
-                "too many request bodies are being read at once; retry shortly",
-            );
-            e.retry_after_s = Some(self.scheduler.config().retry_after_ms.div_ceil(1000).max(1));
-            e
-        })
+    fn reading_share(&self, headers: &HeaderMap, factor: u64) -> Result<ByteShare, ApiError> {
+        let max = self.http.max_body_bytes as u64;
+        let declared = content_length(headers).unwrap_or(max).min(max);
+        (self.reading.try_take(declared * factor))
+            .ok_or_else(|| self.overloaded("too many request bodies are being read at once; retry shortly"))
     }
 
     /// Places per client in the queue.
@@ -207,11 +200,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The Content-Length a request declares, if it declares a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// 413, as the documented JSON error, for a request whose Content-Length passes
 /// `max_body_bytes`, before a byte of its body is read.
 async fn refuse_large_bodies(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let declared = (req.headers().get(header::CONTENT_LENGTH)).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    match declared {
+    match content_length(req.headers()) {
         Some(n) if n > state.http.max_body_bytes as u64 => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -245,6 +242,11 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
     }
 
     fn with_id(mut self, id: &str) -> Self {
