@@ -242,7 +242,7 @@ struct Inner<B: Backend> {
     /// The same for decoding (µs of one worker per request), and the workers: large photos
     /// make this stage the slower one.
     prepare_us: AtomicU64,
-    workers: u64,
+    prepare_workers: u64,
 }
 
 impl<B: Backend> Scheduler<B> {
@@ -298,7 +298,7 @@ impl<B: Backend> Scheduler<B> {
                 metrics,
                 service_us,
                 prepare_us: AtomicU64::new(0),
-                workers: workers as u64,
+                prepare_workers: workers as u64,
             }),
         })
     }
@@ -402,7 +402,7 @@ impl<B: Backend> Scheduler<B> {
         // Per request: the device's time plus the decoders' share. On the CPU backend both
         // run on the same cores; where they overlap (a GPU) this errs on the side of refusing.
         let per = inner.service_us.load(Ordering::Relaxed) / inner.config.device_workers as u64
-            + inner.prepare_us.load(Ordering::Relaxed) / inner.workers;
+            + inner.prepare_us.load(Ordering::Relaxed) / inner.prepare_workers;
         if let Some(deadline) = deadline {
             let ahead = (inner.config.queue_capacity - inner.admission.available_permits()) as u64;
             let wait = Duration::from_micros(per * ahead);
@@ -477,13 +477,12 @@ impl<B: Backend> Scheduler<B> {
     }
 }
 
-/// Fold `sample` into a moving average over about the last five (the first sample sets it).
+/// Fold `sample` into a moving average over about the last five (the first sample sets it);
+/// atomic, as several device threads report at once.
 fn average_into(avg: &AtomicU64, sample: u64) {
-    let old = avg.load(Ordering::Relaxed);
-    avg.store(
-        if old == 0 { sample } else { (4 * old + sample) / 5 },
-        Ordering::Relaxed,
-    );
+    let _ = avg.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        Some(if old == 0 { sample } else { (4 * old + sample) / 5 })
+    });
 }
 
 /// Whether a request without room in the queue is refused or waits for it.
