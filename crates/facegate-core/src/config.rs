@@ -109,6 +109,9 @@ pub struct Config {
     pub full_landmarks: bool,
     /// Images per GPU/CPU batch in bulk work.
     pub batch_size: usize,
+    /// On wgpu, cut the aligned crops on the device (`shaders/crop_warp.wgsl`) rather than on
+    /// the host; false keeps the host's warp (for comparing the two).
+    pub device_crops: bool,
     /// A calibration file (`facegate eval --write-calibration`; relative to the working directory):
     /// when set, the threshold is its operating point's, checked against the model.
     pub calibration: Option<std::path::PathBuf>,
@@ -146,6 +149,7 @@ impl Default for Config {
             chip_targets: ChipTargets::Measured,
             full_landmarks: false,
             batch_size: 16,
+            device_crops: true,
             calibration: None,
             operating_point: None,
         }

@@ -8,7 +8,10 @@
 //! [`Matcher::pairs_resident`] scores the descriptors in the very buffers the network wrote.
 //! [`reference`] holds the f64 CPU definitions the kernels are tested against.
 
+pub mod crops;
 pub mod reference;
+
+pub use crops::CropSource;
 
 use std::sync::mpsc;
 
@@ -82,6 +85,8 @@ pub enum KernelError {
     K(usize),
     #[error("{0} does not fit the device's limits")]
     TooLarge(String),
+    #[error("crop: {0}")]
+    Crop(String),
     #[error("reading results back from the GPU: {0}")]
     Map(String),
 }
@@ -133,6 +138,8 @@ struct Pipelines {
     scores_f32: wgpu::ComputePipeline,
     scores_f16: wgpu::ComputePipeline,
     merge: wgpu::ComputePipeline,
+    crop_warp: wgpu::ComputePipeline,
+    crop_sharpness: wgpu::ComputePipeline,
 }
 
 /// The matcher kernels, compiled for one wgpu device.
@@ -199,6 +206,8 @@ impl Matcher {
             scores_f32: pipeline("scores_f32", &[STORAGE_F32, GALLERY_SCAN, GALLERY_SCORES]),
             scores_f16: pipeline("scores_f16", &[STORAGE_F16, GALLERY_SCAN, GALLERY_SCORES]),
             merge: pipeline("topk_merge", &[TOPK_COMMON, TOPK_MERGE]),
+            crop_warp: entry("crop_warp", &[crops::WARP], "warp"),
+            crop_sharpness: entry("crop_sharpness", &[crops::SHARPNESS], "sharpness"),
         };
         let limits = device.limits();
         let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);

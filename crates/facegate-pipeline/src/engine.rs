@@ -11,17 +11,18 @@ use facegate_core::{
     Calibration, Config, ConfigError, Decision, Descriptor, FaceBox, Reason, Rejection, Role, Timings, Verification,
     cosine_similarity,
 };
-use facegate_kernels::{Gallery, KernelError, MAX_K, Matcher, Storage, reference};
+use facegate_kernels::{CropSource, Gallery, KernelError, MAX_K, Matcher, Storage, reference};
 use facegate_models::{ModelError, Registry};
 use image::RgbImage;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::align::yaw;
 use crate::decode::{Photo, decode_photo};
 use crate::device::{DeviceChoice, SelectedDevice, select};
 use crate::imageops::{self, Rect};
 pub use crate::stages::Detected;
-use crate::stages::{self, Embedding, StageError, Stages};
+use crate::stages::{self, Embedding, StageError, Stages, Warp};
+use crate::resident;
 
 /// How many faces a photo may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +95,9 @@ pub struct Engine {
     stages: Stages,
     config: Config,
     device: SelectedDevice,
-    /// The WGSL pairs kernel, when the networks run on wgpu; `None` scores on the CPU.
+    /// The WGSL kernels (pairs, crops), when the networks run on wgpu; `None` works on the CPU.
     matcher: Option<Matcher>,
-    /// Batches the kernel failed to score, scored on the host instead (see [`Self::scoring_fallbacks`]).
+    /// Batches a kernel failed on, done on the host instead (see [`Self::scoring_fallbacks`]).
     fallbacks: AtomicU64,
     /// Names the detector, alignment and weights: scores (and so thresholds) belong to all three.
     model_version: String,
@@ -280,9 +281,9 @@ impl Engine {
         self.or_fall_back(what, result)
     }
 
-    /// How many batches the WGSL kernels failed to score on wgpu (device lost, limits), so
-    /// that the f64 formula on the host scored them instead. Decisions stay right either way;
-    /// a count above 0 means the GPU path is not doing its job.
+    /// How many batches the WGSL kernels failed on wgpu (device lost, limits), so that the
+    /// host scored them (the f64 formula) or cut their crops instead. Decisions stay right
+    /// either way; a count above 0 means the GPU path is not doing its job.
     pub fn scoring_fallbacks(&self) -> u64 {
         self.fallbacks.load(Ordering::Relaxed)
     }
@@ -293,8 +294,8 @@ impl Engine {
         result
             .inspect_err(|error| {
                 let total = self.fallbacks.fetch_add(1, Ordering::Relaxed) + 1;
-                // The decisions stay right (the host scores them), but the GPU path is broken.
-                tracing::warn!(kernel, %error, total, "a WGSL kernel failed; scoring on the host instead");
+                // The results stay right (the host does the work), but the GPU path is broken.
+                tracing::warn!(kernel, %error, total, "a WGSL kernel failed; the host does its work instead");
             })
             .ok()
     }
@@ -425,46 +426,100 @@ impl Engine {
         timings.landmarks_ms += ms(t);
         let t = Instant::now();
         let branches = self.stages.embedding.branches();
-        // One crop batch per embedder, each made with that embedder's template.
-        let mut crops: Vec<Vec<f32>> = vec![Vec::new(); branches.len()];
-        let mut out: Vec<Option<Measured>> = vec![None; items.len()];
-        let mut row = 0;
+        // Each face's cut for every embedder (each with its own template); a face any of
+        // them cannot align is not described.
+        let mut faces: Vec<Aligned> = Vec::new();
         for (i, m) in marks.into_iter().enumerate() {
             let Some((points, landmark_crop)) = m else { continue };
-            // Write each crop straight into its batch buffer; if any alignment fails, cut every
-            // buffer back to where this face began.
-            let starts: Vec<usize> = crops.iter().map(Vec::len).collect();
-            let aligned: Option<Vec<Option<Rect>>> = branches
+            let warps: Option<Vec<Warp>> = branches
                 .iter()
-                .zip(crops.iter_mut())
-                .map(|(branch, buf)| {
-                    let (start, size) = (buf.len(), branch.aligner.size());
-                    buf.resize(start + 3 * size * size, 0.0);
-                    branch
-                        .aligner
-                        .align(items[i].0, &points, landmark_crop, &mut buf[start..])
-                })
+                .map(|b| b.aligner.warp(items[i].0, &points, landmark_crop))
                 .collect();
-            let Some(aligned) = aligned else {
-                crops.iter_mut().zip(&starts).for_each(|(c, &s)| c.truncate(s));
-                continue;
-            };
-            // Sharpness on the first embedder's crop.
-            let size = branches[0].aligner.size();
-            let first = &crops[0][starts[0]..];
-            out[i] = Some(Measured {
-                face: items[i].1.face,
-                yaw: yaw(&points),
-                landmarks: points.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
-                aligned: aligned[0],
-                sharpness: imageops::laplacian_variance(first, size),
+            if let Some(warps) = warps {
+                faces.push(Aligned { item: i, points, warps });
+            }
+        }
+        let (batches, sharpness) = self
+            .device_crops(items, &faces)
+            .unwrap_or_else(|| self.host_crops(items, &faces));
+        let mut out: Vec<Option<Measured>> = vec![None; items.len()];
+        for (row, (f, sharpness)) in faces.iter().zip(sharpness).enumerate() {
+            out[f.item] = Some(Measured {
+                face: items[f.item].1.face,
+                yaw: yaw(&f.points),
+                landmarks: f.points.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
+                aligned: match f.warps[0] {
+                    Warp::Box(rect) => Some(rect),
+                    Warp::Affine(_) => None,
+                },
+                sharpness,
                 row,
             });
-            row += 1;
         }
-        let embeddings = self.embed(crops);
+        let embeddings = (!faces.is_empty()).then(|| self.stages.embedding.forward(batches));
         timings.embed_ms += ms(t);
         (out, embeddings)
+    }
+
+    /// One crop batch per embedder, cut on the host, and the sharpness of the first's crops.
+    fn host_crops(&self, items: &[(&RgbImage, Detected)], faces: &[Aligned]) -> (Vec<Tensor<4>>, Vec<f32>) {
+        let branches = self.stages.embedding.branches();
+        let mut sharpness = Vec::with_capacity(faces.len());
+        let batches = branches
+            .iter()
+            .enumerate()
+            .map(|(b, branch)| {
+                let size = branch.aligner.size();
+                let crop_len = 3 * size * size;
+                let mut crops = vec![0.0; faces.len() * crop_len];
+                for (f, out) in faces.iter().zip(crops.chunks_exact_mut(crop_len)) {
+                    branch.aligner.cut(items[f.item].0, f.warps[b], out);
+                    if b == 0 {
+                        sharpness.push(imageops::laplacian_variance(out, size));
+                    }
+                }
+                self.batch(crops, faces.len(), size)
+            })
+            .collect();
+        (batches, sharpness)
+    }
+
+    /// [`Self::host_crops`] made by the warp kernel on the wgpu device, into the embedders'
+    /// input tensors: only the pixels each crop reads go up, as bytes. `None` on the CPU
+    /// backend, with `device_crops` off, for face-api's box crops, and where the kernel fails
+    /// (counted with the scoring fallbacks).
+    fn device_crops(&self, items: &[(&RgbImage, Detected)], faces: &[Aligned]) -> Option<(Vec<Tensor<4>>, Vec<f32>)> {
+        let matcher = self.matcher.as_ref().filter(|_| self.config.device_crops && !faces.is_empty())?;
+        let branches = self.stages.embedding.branches();
+        let mut batches = Vec::with_capacity(branches.len());
+        let mut sharpness = Vec::new();
+        for (b, branch) in branches.iter().enumerate() {
+            let size = branch.aligner.size();
+            let mut windows: Vec<(Zeroizing<Vec<u8>>, Rect, [f64; 6])> = Vec::with_capacity(faces.len());
+            for f in faces {
+                let Warp::Affine(m) = f.warps[b] else { return None };
+                let img = items[f.item].0;
+                let window = imageops::warp_window(m, size, img.width(), img.height());
+                let bytes = Zeroizing::new(imageops::copy_rect(img, window));
+                let [a, bb, tx, c, d, ty] = m;
+                windows.push((bytes, window, [a, bb, tx - window.x as f64, c, d, ty - window.y as f64]));
+            }
+            let sources: Vec<CropSource> = windows
+                .iter()
+                .map(|(rgb, w, to_source)| CropSource {
+                    rgb,
+                    width: w.width,
+                    height: w.height,
+                    to_source: *to_source,
+                })
+                .collect();
+            let (batch, s) = self.or_fall_back("crop_warp", resident::crops(matcher, self.device(), &sources, size))?;
+            if b == 0 {
+                sharpness = s;
+            }
+            batches.push(batch);
+        }
+        Some((batches, sharpness))
     }
 
     /// Decode, detect, choose the face per policy, check quality, and describe it.
@@ -668,7 +723,7 @@ impl Engine {
     fn score_rows(&self, embeddings: Tensor<2>, rows: &[Option<(usize, usize)>]) -> Vec<Option<f32>> {
         let present: Vec<(usize, usize)> = rows.iter().flatten().copied().collect();
         let on_device = (self.matcher.as_ref())
-            .and_then(|m| self.or_fall_back("pairs in place", crate::resident::score_rows(m, &embeddings, &present)));
+            .and_then(|m| self.or_fall_back("pairs in place", resident::score_rows(m, &embeddings, &present)));
         let scores = on_device.unwrap_or_else(|| {
             let descriptors = to_host(embeddings);
             present
@@ -721,6 +776,13 @@ struct Measured {
     sharpness: f32,
     yaw: f32,
     row: usize,
+}
+
+/// A face to describe: its item, landmarks, and how each embedder's crop is cut.
+struct Aligned {
+    item: usize,
+    points: Vec<[f64; 2]>,
+    warps: Vec<Warp>,
 }
 
 impl Measured {

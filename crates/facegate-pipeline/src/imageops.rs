@@ -181,6 +181,39 @@ pub fn warp_affine(img: &RgbImage, m: [f64; 6], size: usize, out: &mut [f32]) {
     }
 }
 
+/// The pixels a `size`² [`warp_affine`] through `m` can read: the bounding box of its sample
+/// positions and their bilinear neighbours, clipped to a `width`×`height` image (empty when
+/// the crop lies outside it). Sampling this window through `m` shifted by its origin gives
+/// the same crop, so only these bytes need to go to a device.
+pub fn warp_window(m: [f64; 6], size: usize, width: u32, height: u32) -> Rect {
+    let [a, b, tx, c, d, ty] = m;
+    let (lo, hi) = (-0.5, size as f64 - 0.5);
+    let corners = [(lo, lo), (hi, lo), (lo, hi), (hi, hi)].map(|(u, v)| (a * u + b * v + tx, c * u + d * v + ty));
+    let span = |p: fn(&(f64, f64)) -> f64, limit: u32| {
+        let (min, max) = corners.iter().map(p).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let start = (min.floor() - 1.0).clamp(0.0, limit as f64);
+        let end = (max.floor() + 2.0).clamp(0.0, limit as f64);
+        (start as u32, (end - start).max(0.0) as u32)
+    };
+    let ((x, width), (y, height)) = (span(|p| p.0, width), span(|p| p.1, height));
+    if width == 0 || height == 0 {
+        return Rect { x: 0, y: 0, width: 0, height: 0 };
+    }
+    Rect { x, y, width, height }
+}
+
+/// The RGB bytes of `rect` (inside `img`), rows packed.
+pub fn copy_rect(img: &RgbImage, rect: Rect) -> Vec<u8> {
+    let stride = img.width() as usize * 3;
+    let raw = img.as_raw();
+    let mut out = Vec::with_capacity(rect.width as usize * rect.height as usize * 3);
+    for y in rect.y..rect.y + rect.height {
+        let start = y as usize * stride + rect.x as usize * 3;
+        out.extend_from_slice(&raw[start..start + rect.width as usize * 3]);
+    }
+    out
+}
+
 /// Least-squares similarity transform (Umeyama, no reflection) taking `from` onto `to`.
 /// Returns `[a, -b, tx, b, a, ty]`: `to ≈ [a -b; b a]·from + t`.
 pub fn similarity(from: &[(f64, f64)], to: &[(f64, f64)]) -> [f64; 6] {

@@ -1,4 +1,5 @@
-//! Scoring descriptors where the network left them.
+//! Working on burn's tensors where they lie: scoring descriptors where the network left them,
+//! and cutting crops where the network will read them.
 //!
 //! burn and the WGSL matcher share one wgpu device and queue ([`crate::device::SharedWgpu`]).
 //! The recognition network's output is a burn tensor in a wgpu buffer; here that buffer is
@@ -12,7 +13,7 @@ use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
 use burn::cubecl::wgpu::{AutoCompiler, WgpuServer, wgpu};
 use burn::prelude::*;
-use facegate_kernels::Matcher;
+use facegate_kernels::{CropSource, Matcher};
 
 /// Cosine similarity of rows `(a, b)` of `descriptors` (`[rows, dim]`, on the matcher's
 /// device) for each pair, computed by the WGSL pairs kernel on the tensor's own memory.
@@ -20,29 +21,52 @@ pub fn score_rows(matcher: &Matcher, descriptors: &Tensor<2>, pairs: &[(usize, u
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
-    let [rows, dim] = descriptors.dims();
-    let t: CubeTensor = descriptors
+    let [_, dim] = descriptors.dims();
+    let pairs: Vec<[u32; 2]> = pairs.iter().map(|&(a, b)| [a as u32, b as u32]).collect();
+    in_place(descriptors, |matrix| matcher.pairs_resident(matrix, dim, &pairs))?.map_err(|e| e.to_string())
+}
+
+/// Aligned crops cut on the device: `[n, 3, size, size]` written by the warp kernel into a
+/// fresh burn tensor (the embedder's input, never on the host), and each crop's sharpness.
+pub fn crops(
+    matcher: &Matcher,
+    device: &Device,
+    sources: &[CropSource],
+    size: usize,
+) -> Result<(Tensor<4>, Vec<f32>), String> {
+    let batch = Tensor::<4>::empty([sources.len(), 3, size, size], device);
+    let sharpness = in_place(&batch, |crops| {
+        matcher.warp_crops(sources, size, crops.clone())?;
+        matcher.crop_sharpness(crops, sources.len(), size)
+    })?
+    .map_err(|e| e.to_string())?;
+    Ok((batch, sharpness))
+}
+
+/// Runs `f` on the wgpu binding of `tensor`'s memory (a contiguous f32 tensor of burn's
+/// cubecl backend), after submitting burn's queued work so that it precedes ours.
+fn in_place<const D: usize, R>(tensor: &Tensor<D>, f: impl FnOnce(wgpu::BufferBinding) -> R) -> Result<R, String> {
+    let bytes = (tensor.shape().num_elements() * 4) as u64;
+    let t: CubeTensor = tensor
         .clone()
         .try_into_primitive::<Cube>()
-        .map_err(|e| format!("descriptors are not on burn's cubecl backend: {e:?}"))?;
-    // The network's output is a fresh row-major f32 matrix: the layout the kernel reads.
+        .map_err(|e| format!("tensor is not on burn's cubecl backend: {e:?}"))?;
+    // The kernels read and write row-major f32: a fresh network output or `empty` is.
     if !t.is_contiguous() || t.dtype != burn::tensor::DType::F32 {
-        return Err(format!("descriptors are not a contiguous f32 matrix ({:?})", t.dtype));
+        return Err(format!("tensor is not a contiguous f32 array ({:?})", t.dtype));
     }
-    // Holding the resource keeps the allocation in place until the kernel has read it.
+    // Holding the resource keeps the allocation in place until our kernels are done with it.
     let resource = t
         .client
         .get_resource::<WgpuServer<AutoCompiler>>(t.handle.clone())
-        .map_err(|e| format!("descriptor buffer: {e:?}"))?;
-    // The network's last kernels may still sit in burn's command encoder: submit them, so they
-    // precede our dispatch on the shared queue.
+        .map_err(|e| format!("tensor buffer: {e:?}"))?;
+    // burn's last kernels may still sit in its command encoder: submit them, so they precede
+    // our dispatches on the shared queue.
     t.client.flush().map_err(|e| format!("submitting burn's work: {e:?}"))?;
     let r = resource.resource();
-    let matrix = wgpu::BufferBinding {
+    Ok(f(wgpu::BufferBinding {
         buffer: &r.buffer,
         offset: r.offset,
-        size: NonZeroU64::new((rows * dim * 4) as u64),
-    };
-    let pairs: Vec<[u32; 2]> = pairs.iter().map(|&(a, b)| [a as u32, b as u32]).collect();
-    matcher.pairs_resident(matrix, dim, &pairs).map_err(|e| e.to_string())
+        size: NonZeroU64::new(bytes),
+    }))
 }

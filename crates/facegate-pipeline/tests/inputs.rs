@@ -5,7 +5,7 @@ mod common;
 
 use common::{data, engine, read, shared};
 use facegate_core::{Config, Decision, Rejection};
-use facegate_pipeline::{DeviceChoice, Engine, FacePolicy, decode, model_version};
+use facegate_pipeline::{DeviceChoice, Engine, FacePolicy, decode, imageops, model_version};
 
 fn rejection(name: &str) -> Rejection {
     decode(&read(&data(name)), Config::default().max_pixels).expect_err(name)
@@ -430,4 +430,105 @@ fn a_large_photo_is_worked_on_as_a_capped_copy() {
         v.probe_face.unwrap().height,
         4.0 * v.reference_face.unwrap().height
     ));
+}
+
+/// The warp kernel (crops cut on the wgpu device, from the bytes of the window each crop reads)
+/// against the host's f64 warp on the whole image, and the sharpness kernel against the host's
+/// f64 Laplacian variance. Similarity transforms rotate, magnify and shrink (up to 4 × 4
+/// samples a pixel) and reach past the borders; then the engine, crops on the device vs on
+/// the host, gives the same descriptors, sharpness and decisions.
+#[test]
+fn device_crops_match_the_host_warp() {
+    let Some(gpu) = engine(DeviceChoice::Gpu, Config::default()) else {
+        return;
+    };
+    let matcher = facegate_kernels::Matcher::new().expect("a wgpu device");
+    let images: Vec<image::RgbImage> = ["face-a.png", "exif-rotated.jpg", "face-c.png"]
+        .iter()
+        .map(|n| decode(&read(&data(n)), u64::MAX).unwrap())
+        .collect();
+    let size = 112;
+    let mut transforms = Vec::new();
+    for (k, img) in images.iter().enumerate() {
+        let (w, h) = (img.width() as f64, img.height() as f64);
+        for (scale, angle, (cx, cy)) in [
+            (0.4, 0.0, (0.5, 0.5)),
+            (1.0, 0.3, (0.5, 0.45)),
+            (1.7, -0.6, (0.4, 0.6)),
+            (3.3, 1.2, (0.5, 0.5)),
+            (2.0, 0.1, (0.05, 0.95)),
+            (1.0, 0.0, (3.0, 3.0)),
+        ] {
+            // Crop pixel → image pixel: rotate by `angle`, `scale` image pixels a crop pixel,
+            // the crop's centre at (cx, cy) of the image.
+            let (a, b) = (scale * f64::cos(angle), scale * f64::sin(angle));
+            let half = size as f64 / 2.0;
+            let (tx, ty) = (cx * w - a * half + b * half, cy * h - b * half - a * half);
+            transforms.push((k, [a, -b, tx, b, a, ty]));
+        }
+    }
+    let windows: Vec<(imageops::Rect, Vec<u8>)> = transforms
+        .iter()
+        .map(|&(k, m)| {
+            let rect = imageops::warp_window(m, size, images[k].width(), images[k].height());
+            (rect, imageops::copy_rect(&images[k], rect))
+        })
+        .collect();
+    let sources: Vec<facegate_kernels::CropSource> = transforms
+        .iter()
+        .zip(&windows)
+        .map(|(&(_, [a, b, tx, c, d, ty]), (rect, rgb))| facegate_kernels::CropSource {
+            rgb,
+            width: rect.width,
+            height: rect.height,
+            to_source: [a, b, tx - rect.x as f64, c, d, ty - rect.y as f64],
+        })
+        .collect();
+    let (crops, sharpness) = matcher.crops_to_host(&sources, size).unwrap();
+    let plane = 3 * size * size;
+    assert_eq!(crops.len(), transforms.len() * plane);
+    let mut worst = 0.0f32;
+    for (i, &(k, m)) in transforms.iter().enumerate() {
+        let mut want = vec![0.0; plane];
+        imageops::warp_affine(&images[k], m, size, &mut want);
+        let got = &crops[i * plane..(i + 1) * plane];
+        // After the networks' (x − 127.5) / 128.
+        let diff = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / 128.0).fold(0.0, f32::max);
+        assert!(diff <= 1e-3, "crop {i}: {diff} after normalisation");
+        worst = worst.max(diff);
+        let (s, ws) = (sharpness[i], imageops::laplacian_variance(&want, size));
+        assert!((s - ws).abs() <= 1e-3 * ws.max(1.0), "crop {i}: sharpness {s} vs {ws}");
+    }
+    // The last transform lies wholly outside its image: an empty window and a black crop.
+    assert_eq!(windows.last().unwrap().0.width, 0);
+    assert!(crops[crops.len() - plane..].iter().all(|&v| v == 0.0));
+    eprintln!("device crops vs the host warp: max |Δ| {worst:.2e} after normalisation");
+
+    // The engine with crops on the device and on the host.
+    let host = Engine::new(
+        Config {
+            device_crops: false,
+            ..Config::default()
+        },
+        DeviceChoice::Gpu,
+    )
+    .unwrap();
+    let names = ["face-a.png", "exif-rotated.jpg", "face-b.png", "face-d.png", "no-face.png"];
+    let bytes: Vec<Vec<u8>> = names.iter().map(|n| read(&data(n))).collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+    let policies = [FacePolicy::Dominant; 5];
+    let (on_device, on_host) = (gpu.analyze(&refs, &policies).items, host.analyze(&refs, &policies).items);
+    for (i, (d, h)) in on_device.iter().zip(&on_host).enumerate() {
+        match (d, h) {
+            (Ok(d), Ok(h)) => {
+                let cos = facegate_core::cosine_similarity(d.descriptor.as_slice(), h.descriptor.as_slice());
+                assert!(cos >= 0.9999, "{}: descriptors' cosine {cos}", names[i]);
+                assert!((d.sharpness - h.sharpness).abs() <= 1e-3 * h.sharpness, "{}", names[i]);
+            }
+            (Err(d), Err(h)) => assert_eq!(d, h, "{}", names[i]),
+            _ => panic!("{}: device {d:?} vs host {h:?}", names[i]),
+        }
+    }
+    assert!(on_device[..4].iter().all(Result::is_ok));
+    assert_eq!(gpu.scoring_fallbacks(), 0, "the crop kernel failed and the host cut instead");
 }

@@ -19,6 +19,8 @@ struct Recorder {
     always: Vec<u32>,
     /// Up to this much more delay per batch, varying with its first id.
     jitter_ms: u64,
+    /// Up to this much delay in preparing each request, varying with its id.
+    prepare_jitter_ms: u64,
     /// Batches being computed now, and the most at once.
     running: std::sync::atomic::AtomicUsize,
     most_running: std::sync::atomic::AtomicUsize,
@@ -50,6 +52,8 @@ impl Backend for Shared {
     }
 
     fn prepare(&self, request: u32) -> u32 {
+        let jitter = (request as u64).wrapping_mul(40_503) % (self.0.prepare_jitter_ms + 1);
+        std::thread::sleep(Duration::from_millis(jitter));
         request
     }
 
@@ -486,12 +490,16 @@ async fn batches_in_flight_answer_every_request_once() {
         open: Mutex::new(true),
         delay: Duration::from_millis(2),
         jitter_ms: 15,
+        prepare_jitter_ms: 6,
         ..Default::default()
     });
+    // Both stages take random times, so requests leave preparation and batches leave the
+    // device out of order; each answer must still reach its own request.
     let s = start(
         &r,
         SchedulerConfig {
             device_workers: 3,
+            prepare_workers: 3,
             ..config(4, 1, 256)
         },
     );

@@ -1,6 +1,8 @@
-//! `facegate bench-nets`: each network alone on the CPU backend (burn flex), on the shapes
-//! `tools/bench/ort_bench.py` gives onnxruntime, so `benches/cpu/run.sh` can put the two side
-//! by side; then whole verifications (decode to decision) of the shipped test photos.
+//! `facegate bench-nets`: each network alone, on the shapes `tools/bench/ort_bench.py` gives
+//! onnxruntime (`benches/cpu/run.sh` puts the two side by side) or, with `--device gpu`, on
+//! wgpu at the batches `benches/gpu/run.sh` tables; then whole verifications (decode to
+//! decision) of the shipped test photos, and of a selfie-size JPEG made from them, with the
+//! time each stage took.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use clap::Args;
 use facegate_models::{DetectorNet, Registry};
+use facegate_core::{Config, Timings};
 use facegate_pipeline::{DeviceChoice, Engine};
 use serde::Serialize;
 
@@ -29,6 +32,17 @@ pub struct BenchNetsArgs {
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// Where the networks run (cpu: burn flex; gpu: wgpu, lavapipe included).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Batch sizes for the embedders, and pairs per call for whole verifications.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    batches: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    verify_batches: Vec<usize>,
+    /// Also verify with the probe blown up to a JPEG of this side (a 1–4 MP selfie); 0: no.
+    #[arg(long, default_value_t = 0)]
+    selfie_side: u32,
 }
 
 #[derive(Serialize)]
@@ -40,6 +54,9 @@ struct Case {
     p10_ms: f64,
     /// Per item of the batch (per pair for `verify`).
     median_ms_per_item: f64,
+    /// Whole verifications: each stage's share of one call (the last timed run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stages: Option<Timings>,
 }
 
 /// P-Net's image pyramid for a 250×250 photo with MTCNN's defaults (20 px faces, factor
@@ -73,18 +90,18 @@ fn time(budget: f64, mut f: impl FnMut()) -> (usize, f64, f64) {
 
 pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
-    let device = Device::flex();
+    let selected = facegate_pipeline::device::select(args.device).map_err(anyhow::Error::msg)?;
+    let device = selected.device.clone();
     let registry = Registry::builtin();
     let mut cases = Vec::new();
-    let mut record = |model: &str, input: String, batch: usize, (runs, median, p10): (usize, f64, f64)| {
-        cases.push(Case {
-            model: model.into(),
-            input,
-            runs,
-            median_ms: median,
-            p10_ms: p10,
-            median_ms_per_item: median / batch as f64,
-        })
+    let entry = |model: &str, input: String, batch: usize, (runs, median, p10): (usize, f64, f64)| Case {
+        model: model.into(),
+        input,
+        runs,
+        median_ms: median,
+        p10_ms: p10,
+        median_ms_per_item: median / batch as f64,
+        stages: None,
     };
     let random =
         |shape: [usize; 4]| Tensor::<4>::random(shape, burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
@@ -98,12 +115,12 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
         }
         let net = registry.embedder(name, &device)?;
         let s = net.input_size();
-        for batch in [1, 16] {
+        for &batch in &args.batches {
             let x = random([batch, 3, s, s]).mul_scalar(127.5).add_scalar(127.5);
             let t = time(args.budget, || {
                 net.forward(x.clone()).into_data();
             });
-            record(case, format!("{batch}x3x{s}x{s}"), batch, t);
+            cases.push(entry(case, format!("{batch}x3x{s}x{s}"), batch, t));
         }
     }
     let DetectorNet::Mtcnn(mtcnn) = registry.detector("mtcnn", &device)? else {
@@ -117,7 +134,7 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
                 reg.into_data();
                 prob.into_data();
             });
-            record("pnet", format!("1x3x{side}x{side}"), 1, t);
+            cases.push(entry("pnet", format!("1x3x{side}x{side}"), 1, t));
         }
     }
     if wanted("rnet") {
@@ -128,7 +145,7 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
                 reg.into_data();
                 prob.into_data();
             });
-            record("rnet", format!("{batch}x3x24x24"), batch, t);
+            cases.push(entry("rnet", format!("{batch}x3x24x24"), batch, t));
         }
     }
     if wanted("onet") {
@@ -140,18 +157,45 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
                 marks.into_data();
                 prob.into_data();
             });
-            record("onet", format!("{batch}x3x48x48"), batch, t);
+            cases.push(entry("onet", format!("{batch}x3x48x48"), batch, t));
         }
     }
     if wanted("verify") {
-        let engine = Engine::new(Default::default(), DeviceChoice::Cpu)?;
         let (p, r) = (crate::read(&args.probe)?, crate::read(&args.reference)?);
-        for batch in [1, 8] {
-            let pairs = vec![(p.as_slice(), r.as_slice()); batch];
-            let t = time(args.budget, || {
-                engine.verify(&pairs);
-            });
-            record("verify (decode → decision)", format!("{batch} pairs"), batch, t);
+        let selfie = (args.selfie_side > 0)
+            .then(|| selfie_jpeg(p.as_slice(), args.selfie_side))
+            .transpose()?;
+        // On wgpu, the crops cut on the device and on the host, side by side.
+        let crop_modes: &[bool] = if selected.wgpu.is_some() { &[true, false] } else { &[false] };
+        for &device_crops in crop_modes {
+            let config = Config {
+                device_crops,
+                ..Config::default()
+            };
+            let engine = Engine::new(config, args.device)?;
+            let crops = if selected.wgpu.is_none() {
+                ""
+            } else if device_crops {
+                ", crops on the device"
+            } else {
+                ", crops on the host"
+            };
+            let probes = std::iter::once((p.as_slice(), "LFW-size".to_string()))
+                .chain(selfie.iter().map(|s| (&s[..], format!("{0}×{0} JPEG probe", args.selfie_side))));
+            for (probe, size) in probes {
+                for &batch in &args.verify_batches {
+                    let pairs = vec![(probe, r.as_slice()); batch];
+                    let t = time(args.budget, || {
+                        engine.verify(&pairs);
+                    });
+                    let mut c = entry(&format!("verify (decode → decision{crops})"), format!("{batch} pairs, {size}"), batch, t);
+                    // The stage split of one call on the same photos.
+                    let photos: Vec<&[u8]> = pairs.iter().flat_map(|(p, r)| [*p, *r]).collect();
+                    let policies = vec![facegate_pipeline::FacePolicy::Dominant; photos.len()];
+                    c.stages = Some(engine.analyze(&photos, &policies).timings);
+                    cases.push(c);
+                }
+            }
         }
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
@@ -159,19 +203,42 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
         let mut out = BTreeMap::new();
         out.insert(
             "runtime",
-            serde_json::json!(format!("burn flex 0.22 ({threads} threads)")),
+            serde_json::json!(format!("burn 0.22 on {} ({threads} threads)", selected.label)),
         );
         out.insert("cases", serde_json::to_value(&cases).context("cases")?);
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        println!("burn flex, {threads} threads\n");
-        println!("| model | input | runs | median ms | p10 ms | median ms/item |\n|---|---|---:|---:|---:|---:|");
+        println!("burn 0.22 on {}, {threads} threads\n", selected.label);
+        println!(
+            "| model | input | runs | median ms | p10 ms | median ms/item | ms decode / detect / landmarks / crops + embed |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---|");
         for c in &cases {
+            let stages = c.stages.as_ref().map_or(String::new(), |t| {
+                format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1}",
+                    t.decode_ms, t.detect_ms, t.landmarks_ms, t.embed_ms
+                )
+            });
             println!(
-                "| {} | {} | {} | {:.3} | {:.3} | {:.3} |",
+                "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {stages} |",
                 c.model, c.input, c.runs, c.median_ms, c.p10_ms, c.median_ms_per_item
             );
         }
     }
     Ok(())
+}
+
+/// `probe` blown up (Lanczos) to `side` on its longer side and encoded as a JPEG (quality 90),
+/// as a phone's selfie arrives.
+fn selfie_jpeg(probe: &[u8], side: u32) -> Result<Vec<u8>> {
+    let img = facegate_pipeline::decode(probe, u64::MAX).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scale = side as f64 / img.width().max(img.height()) as f64;
+    let (w, h) = ((img.width() as f64 * scale) as u32, (img.height() as f64 * scale) as u32);
+    let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Lanczos3);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&big)
+        .context("encoding the selfie")?;
+    Ok(out)
 }

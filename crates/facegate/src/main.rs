@@ -84,8 +84,9 @@ enum Command {
     HashKey { key: String },
     /// Load a facegate service on this machine and report throughput, latency and batching.
     Loadgen(loadgen::LoadgenArgs),
-    /// Time each network alone on the CPU backend, on the shapes tools/bench/ort_bench.py
-    /// gives onnxruntime, and whole verifications (benches/cpu/run.sh puts them side by side).
+    /// Time each network alone (CPU backend, or wgpu with --device gpu), on the shapes
+    /// tools/bench/ort_bench.py gives onnxruntime, and whole verifications with their stage
+    /// split (benches/cpu/run.sh and benches/gpu/run.sh table them).
     BenchNets(benchnets::BenchNetsArgs),
     /// Verify every pair of an Arrow IPC or Parquet file into a Parquet file; resumable.
     Batch(batch::BatchArgs),

@@ -60,15 +60,8 @@ impl Aligner {
         }
     }
 
-    /// Writes the crop (planar RGB, 0..255) into `out`; `None` if these landmarks cannot
-    /// make it. `Some(Some(rect))` names the image rectangle of an axis-aligned crop.
-    pub fn align(
-        &self,
-        img: &RgbImage,
-        points: &[[f64; 2]],
-        crop: Option<Rect>,
-        out: &mut [f32],
-    ) -> Option<Option<Rect>> {
+    /// How to cut the crop from `img`'s pixels: `None` if these landmarks cannot make it.
+    pub fn warp(&self, img: &RgbImage, points: &[[f64; 2]], crop: Option<Rect>) -> Option<Warp> {
         let five = <&[[f64; 2]; 5]>::try_from(points).ok();
         let is_68 = points.len() == landmarks::NUM_POINTS;
         let to_input = match *self {
@@ -81,17 +74,32 @@ impl Aligner {
                 None if is_68 => align::dlib_chip_transform(points, size),
                 None => return None,
             },
-            Self::FaceApiBox { size } => {
+            Self::FaceApiBox { .. } => {
                 if !is_68 {
                     return None;
                 }
                 let crop = crop?;
                 let rect = align::face_api_aligned_rect(points, crop.width, crop.height, img.width(), img.height())?;
-                imageops::crop_square_resize(img, rect, true, size, out);
-                return Some(Some(rect));
+                return Some(Warp::Box(rect));
             }
         };
-        imageops::warp_affine(img, imageops::invert_affine(to_input), self.size(), out);
-        Some(None)
+        Some(Warp::Affine(imageops::invert_affine(to_input)))
     }
+
+    /// Writes the crop `warp` cuts from `img` (planar RGB, 0..255) into `out`.
+    pub fn cut(&self, img: &RgbImage, warp: Warp, out: &mut [f32]) {
+        match warp {
+            Warp::Affine(to_image) => imageops::warp_affine(img, to_image, self.size(), out),
+            Warp::Box(rect) => imageops::crop_square_resize(img, rect, true, self.size(), out),
+        }
+    }
+}
+
+/// How a crop is cut from an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Warp {
+    /// Sampled through a similarity: crop pixel → image pixel (`imageops::warp_affine`'s `m`).
+    Affine([f64; 6]),
+    /// face-api's axis-aligned square, resized (`imageops::crop_square_resize`).
+    Box(Rect),
 }

@@ -11,7 +11,7 @@ use burn::prelude::*;
 use facegate_core::{Calibration, Config, ConfigError, Detector};
 use facegate_models::{Card, DetectorNet, ModelError, Registry, Task, registry::Origin};
 
-pub use align::Aligner;
+pub use align::{Aligner, Warp};
 pub use detect::{Detect, Detected, MtcnnDetect, TinyFaceDetect};
 pub use embed::{Branch, Embedding, ImpostorStats};
 pub use landmarks::{FaceApi68, Landmark};
