@@ -69,7 +69,9 @@ impl Matcher {
     pub fn warp_crops(&self, sources: &[CropSource], size: usize, out: wgpu::BufferBinding) -> Result<(), KernelError> {
         let plane = size * size;
         let out_bytes = (sources.len() * 3 * plane * 4) as u64;
-        let bound = out.size.map_or(out.buffer.size().saturating_sub(out.offset), |s| s.get());
+        let bound = out
+            .size
+            .map_or(out.buffer.size().saturating_sub(out.offset), |s| s.get());
         if out_bytes > bound {
             return Err(KernelError::Crop(format!(
                 "{} crops of {size}² need {out_bytes} bytes, the output holds {bound}",
@@ -154,7 +156,12 @@ impl Matcher {
 
     /// The sharpness (variance of the grey level's Laplacian) of each of `count` crops
     /// `[count, 3, size, size]` at the start of `crops`, after the work already submitted.
-    pub fn crop_sharpness(&self, crops: wgpu::BufferBinding, count: usize, size: usize) -> Result<Vec<f32>, KernelError> {
+    pub fn crop_sharpness(
+        &self,
+        crops: wgpu::BufferBinding,
+        count: usize,
+        size: usize,
+    ) -> Result<Vec<f32>, KernelError> {
         if count == 0 {
             return Ok(Vec::new());
         }
@@ -173,7 +180,12 @@ impl Matcher {
             uniform.as_entire_binding(),
         ];
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.dispatch_bound(&mut encoder, &self.pipelines.crop_sharpness, resources, (count as u32, 1));
+        self.dispatch_bound(
+            &mut encoder,
+            &self.pipelines.crop_sharpness,
+            resources,
+            (count as u32, 1),
+        );
         let [bytes] = self.read(encoder, [(&variance, count * 4)])?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }

@@ -38,22 +38,23 @@ pub enum ModelError {
 }
 
 /// The converted weights built into the binary, so a fresh clone runs offline (model cards:
-/// `models/README.md`).
+/// `models/README.md`). Statics, not consts: a const's 50 MB were copied into the crate's
+/// metadata and every artifact that used them (a 212 MB .rmeta, 270 MB .rlib; now 55 / 167).
 pub mod embedded {
     /// dlib's ResNet with its float weights (face_recognition_models 0.3.0, converted from
     /// dlib's `.dat` by `facegate-import-dlib`).
-    pub const DLIB_RESNET: &[u8] = include_bytes!("../../../models/dlib_face_recognition_resnet_model_v1.safetensors");
+    pub static DLIB_RESNET: &[u8] = include_bytes!("../../../models/dlib_face_recognition_resnet_model_v1.safetensors");
     /// The same network as face-api.js ships it (uint8-quantised).
-    pub const FACE_RECOGNITION: &[u8] = include_bytes!("../../../models/face_recognition_model.safetensors");
-    pub const TINY_FACE_DETECTOR: &[u8] = include_bytes!("../../../models/tiny_face_detector_model.safetensors");
-    pub const FACE_LANDMARK_68: &[u8] = include_bytes!("../../../models/face_landmark_68_model.safetensors");
-    pub const FACE_LANDMARK_68_TINY: &[u8] = include_bytes!("../../../models/face_landmark_68_tiny_model.safetensors");
+    pub static FACE_RECOGNITION: &[u8] = include_bytes!("../../../models/face_recognition_model.safetensors");
+    pub static TINY_FACE_DETECTOR: &[u8] = include_bytes!("../../../models/tiny_face_detector_model.safetensors");
+    pub static FACE_LANDMARK_68: &[u8] = include_bytes!("../../../models/face_landmark_68_model.safetensors");
+    pub static FACE_LANDMARK_68_TINY: &[u8] = include_bytes!("../../../models/face_landmark_68_tiny_model.safetensors");
     /// MTCNN (facenet-pytorch 2.6.0, converted by `facegate-import-torch`).
-    pub const MTCNN_PNET: &[u8] = include_bytes!("../../../models/mtcnn_pnet.safetensors");
-    pub const MTCNN_RNET: &[u8] = include_bytes!("../../../models/mtcnn_rnet.safetensors");
-    pub const MTCNN_ONET: &[u8] = include_bytes!("../../../models/mtcnn_onet.safetensors");
+    pub static MTCNN_PNET: &[u8] = include_bytes!("../../../models/mtcnn_pnet.safetensors");
+    pub static MTCNN_RNET: &[u8] = include_bytes!("../../../models/mtcnn_rnet.safetensors");
+    pub static MTCNN_ONET: &[u8] = include_bytes!("../../../models/mtcnn_onet.safetensors");
     /// faceplugin's MobileFaceNet-512 (npm faceplugin-face-recognition-js 0.0.1), as shipped.
-    pub const FACEPLUGIN_MOBILEFACENET_512: &[u8] =
+    pub static FACEPLUGIN_MOBILEFACENET_512: &[u8] =
         include_bytes!("../../../models/faceplugin-mobilefacenet-512/fr_feature.onnx");
 }
 

@@ -13,7 +13,7 @@ use crate::mtcnn::Mtcnn;
 use crate::{FaceLandmark68Net, FaceRecognitionNet, LandmarkVariant, ModelError, TinyFaceDetector, Weights, embedded};
 
 /// The cards of the built-in models (weights in [`embedded`]).
-const BUILTIN: &[(&str, &[u8])] = &[
+static BUILTIN: &[(&str, &[u8])] = &[
     (
         include_str!("../../../models/cards/dlib-resnet-v1.toml"),
         embedded::DLIB_RESNET,

@@ -20,9 +20,9 @@ use crate::align::yaw;
 use crate::decode::{Photo, decode_photo};
 use crate::device::{DeviceChoice, SelectedDevice, select};
 use crate::imageops::{self, Rect};
+use crate::resident;
 pub use crate::stages::Detected;
 use crate::stages::{self, Embedding, StageError, Stages, Warp};
-use crate::resident;
 
 /// How many faces a photo may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,7 +489,10 @@ impl Engine {
     /// backend, with `device_crops` off, for face-api's box crops, and where the kernel fails
     /// (counted with the scoring fallbacks).
     fn device_crops(&self, items: &[(&RgbImage, Detected)], faces: &[Aligned]) -> Option<(Vec<Tensor<4>>, Vec<f32>)> {
-        let matcher = self.matcher.as_ref().filter(|_| self.config.device_crops && !faces.is_empty())?;
+        let matcher = self
+            .matcher
+            .as_ref()
+            .filter(|_| self.config.device_crops && !faces.is_empty())?;
         let branches = self.stages.embedding.branches();
         let mut batches = Vec::with_capacity(branches.len());
         let mut sharpness = Vec::new();

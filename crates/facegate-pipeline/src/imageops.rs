@@ -190,14 +190,22 @@ pub fn warp_window(m: [f64; 6], size: usize, width: u32, height: u32) -> Rect {
     let (lo, hi) = (-0.5, size as f64 - 0.5);
     let corners = [(lo, lo), (hi, lo), (lo, hi), (hi, hi)].map(|(u, v)| (a * u + b * v + tx, c * u + d * v + ty));
     let span = |p: fn(&(f64, f64)) -> f64, limit: u32| {
-        let (min, max) = corners.iter().map(p).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (min, max) = corners
+            .iter()
+            .map(p)
+            .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let start = (min.floor() - 1.0).clamp(0.0, limit as f64);
         let end = (max.floor() + 2.0).clamp(0.0, limit as f64);
         (start as u32, (end - start).max(0.0) as u32)
     };
     let ((x, width), (y, height)) = (span(|p| p.0, width), span(|p| p.1, height));
     if width == 0 || height == 0 {
-        return Rect { x: 0, y: 0, width: 0, height: 0 };
+        return Rect {
+            x: 0,
+            y: 0,
+            width: 0,
+            height: 0,
+        };
     }
     Rect { x, y, width, height }
 }

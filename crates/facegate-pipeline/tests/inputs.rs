@@ -477,12 +477,14 @@ fn device_crops_match_the_host_warp() {
     let sources: Vec<facegate_kernels::CropSource> = transforms
         .iter()
         .zip(&windows)
-        .map(|(&(_, [a, b, tx, c, d, ty]), (rect, rgb))| facegate_kernels::CropSource {
-            rgb,
-            width: rect.width,
-            height: rect.height,
-            to_source: [a, b, tx - rect.x as f64, c, d, ty - rect.y as f64],
-        })
+        .map(
+            |(&(_, [a, b, tx, c, d, ty]), (rect, rgb))| facegate_kernels::CropSource {
+                rgb,
+                width: rect.width,
+                height: rect.height,
+                to_source: [a, b, tx - rect.x as f64, c, d, ty - rect.y as f64],
+            },
+        )
         .collect();
     let (crops, sharpness) = matcher.crops_to_host(&sources, size).unwrap();
     let plane = 3 * size * size;
@@ -493,7 +495,11 @@ fn device_crops_match_the_host_warp() {
         imageops::warp_affine(&images[k], m, size, &mut want);
         let got = &crops[i * plane..(i + 1) * plane];
         // After the networks' (x − 127.5) / 128.
-        let diff = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / 128.0).fold(0.0, f32::max);
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs() / 128.0)
+            .fold(0.0, f32::max);
         assert!(diff <= 1e-3, "crop {i}: {diff} after normalisation");
         worst = worst.max(diff);
         let (s, ws) = (sharpness[i], imageops::laplacian_variance(&want, size));
@@ -513,11 +519,20 @@ fn device_crops_match_the_host_warp() {
         DeviceChoice::Gpu,
     )
     .unwrap();
-    let names = ["face-a.png", "exif-rotated.jpg", "face-b.png", "face-d.png", "no-face.png"];
+    let names = [
+        "face-a.png",
+        "exif-rotated.jpg",
+        "face-b.png",
+        "face-d.png",
+        "no-face.png",
+    ];
     let bytes: Vec<Vec<u8>> = names.iter().map(|n| read(&data(n))).collect();
     let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
     let policies = [FacePolicy::Dominant; 5];
-    let (on_device, on_host) = (gpu.analyze(&refs, &policies).items, host.analyze(&refs, &policies).items);
+    let (on_device, on_host) = (
+        gpu.analyze(&refs, &policies).items,
+        host.analyze(&refs, &policies).items,
+    );
     for (i, (d, h)) in on_device.iter().zip(&on_host).enumerate() {
         match (d, h) {
             (Ok(d), Ok(h)) => {
@@ -530,5 +545,9 @@ fn device_crops_match_the_host_warp() {
         }
     }
     assert!(on_device[..4].iter().all(Result::is_ok));
-    assert_eq!(gpu.scoring_fallbacks(), 0, "the crop kernel failed and the host cut instead");
+    assert_eq!(
+        gpu.scoring_fallbacks(),
+        0,
+        "the crop kernel failed and the host cut instead"
+    );
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use clap::Args;
-use facegate_models::{DetectorNet, Registry};
 use facegate_core::{Config, Timings};
+use facegate_models::{DetectorNet, Registry};
 use facegate_pipeline::{DeviceChoice, Engine};
 use serde::Serialize;
 
@@ -166,7 +166,11 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
             .then(|| selfie_jpeg(p.as_slice(), args.selfie_side))
             .transpose()?;
         // On wgpu, the crops cut on the device and on the host, side by side.
-        let crop_modes: &[bool] = if selected.wgpu.is_some() { &[true, false] } else { &[false] };
+        let crop_modes: &[bool] = if selected.wgpu.is_some() {
+            &[true, false]
+        } else {
+            &[false]
+        };
         for &device_crops in crop_modes {
             let config = Config {
                 device_crops,
@@ -180,15 +184,23 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
             } else {
                 ", crops on the host"
             };
-            let probes = std::iter::once((p.as_slice(), "LFW-size".to_string()))
-                .chain(selfie.iter().map(|s| (&s[..], format!("{0}×{0} JPEG probe", args.selfie_side))));
+            let probes = std::iter::once((p.as_slice(), "LFW-size".to_string())).chain(
+                selfie
+                    .iter()
+                    .map(|s| (&s[..], format!("{0}×{0} JPEG probe", args.selfie_side))),
+            );
             for (probe, size) in probes {
                 for &batch in &args.verify_batches {
                     let pairs = vec![(probe, r.as_slice()); batch];
                     let t = time(args.budget, || {
                         engine.verify(&pairs);
                     });
-                    let mut c = entry(&format!("verify (decode → decision{crops})"), format!("{batch} pairs, {size}"), batch, t);
+                    let mut c = entry(
+                        &format!("verify (decode → decision{crops})"),
+                        format!("{batch} pairs, {size}"),
+                        batch,
+                        t,
+                    );
                     // The stage split of one call on the same photos.
                     let photos: Vec<&[u8]> = pairs.iter().flat_map(|(p, r)| [*p, *r]).collect();
                     let policies = vec![facegate_pipeline::FacePolicy::Dominant; photos.len()];
@@ -234,7 +246,10 @@ pub fn bench_nets(args: BenchNetsArgs) -> Result<()> {
 fn selfie_jpeg(probe: &[u8], side: u32) -> Result<Vec<u8>> {
     let img = facegate_pipeline::decode(probe, u64::MAX).map_err(|e| anyhow::anyhow!("{e}"))?;
     let scale = side as f64 / img.width().max(img.height()) as f64;
-    let (w, h) = ((img.width() as f64 * scale) as u32, (img.height() as f64 * scale) as u32);
+    let (w, h) = (
+        (img.width() as f64 * scale) as u32,
+        (img.height() as f64 * scale) as u32,
+    );
     let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Lanczos3);
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
