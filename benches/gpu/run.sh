@@ -36,12 +36,13 @@ BIN=$BIN_DIR/facegate
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 if [ "$QUICK" = 1 ]; then
-  BUDGET=0.2; BATCHES=1,8; SELFIE=1000; REQUESTS=24; LOAD_SECONDS=6; GRID="0:0"
+  BUDGET=0.1; BATCHES=1; SELFIE=1000; NETS=(--only mobilefacenet); REQUESTS=8; WARM=2; MIN_N=3
+  LOAD_SECONDS=6; GRID="0:0"
 else
-  BUDGET=3; BATCHES=1,8,32,128; SELFIE=2000; REQUESTS=4000; LOAD_SECONDS=20
-  GRID="8:1 8:2 32:1 32:2 128:2"
+  BUDGET=3; BATCHES=1,8,32,128; SELFIE=2000; NETS=(--only frn --only mobilefacenet); REQUESTS=4000
+  WARM=16; MIN_N=10; LOAD_SECONDS=20; GRID="8:1 8:2 32:1 32:2 128:2"
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; fi
 date -u +"date: %Y-%m-%dT%H:%MZ"
 
 # 1. The matcher kernels (and PyTorch on the same data, where PyTorch is installed).
@@ -56,7 +57,7 @@ fi
 
 # 2. Networks and whole verifications.
 "$BIN" bench-nets --device gpu --budget "$BUDGET" --batches "$BATCHES" --verify-batches "$BATCHES" \
-  --selfie-side "$SELFIE" --only frn --only mobilefacenet --only verify --json | tee "$OUT/pipeline.json"
+  --selfie-side "$SELFIE" "${NETS[@]}" --only verify --json | tee "$OUT/pipeline.json"
 
 # 3. The service: capacity (closed loop) for each (max_batch, device_workers) of the grid, to
 #    choose the GPU defaults by measurement; then, on the best, latency at 50/80/100 % of it.
@@ -64,7 +65,7 @@ BIN=$BIN . benches/service/server.sh
 serve() { # max_batch device_workers → sets ADDR and PID
   printf '[scheduler]\nmax_batch = %s\ndevice_workers = %s\n' "$1" "$2" >"$OUT/serve.toml"
   launch --device gpu --config "$OUT/serve.toml"
-  "$BIN" loadgen --url "$ADDR" --concurrency 8 --requests 16 --json >/dev/null # warm-up
+  "$BIN" loadgen --url "$ADDR" --concurrency 8 --requests "$WARM" --json >/dev/null # warm-up
 }
 best=; best_rate=0
 for g in $GRID; do
@@ -80,7 +81,7 @@ echo "$best" >"$OUT/best"
 serve "${best%:*}" "${best#*:}"
 for share in 50 80 100; do
   rate=$(python3 -c "print(round($best_rate * $share / 100, 2))")
-  n=$(python3 -c "print(max(10, int($rate * $LOAD_SECONDS)))")
+  n=$(python3 -c "print(max($MIN_N, int($rate * $LOAD_SECONDS)))")
   echo "{\"share\":$share,\"report\":$("$BIN" loadgen --url "$ADDR" --concurrency 1024 --rate "$rate" \
     --requests "$n" --duration "$((LOAD_SECONDS * 2))" --json)}" | tee -a "$OUT/load.jsonl"
 done
