@@ -9,8 +9,9 @@
 #   3. the service: capacity (closed loop) over a grid of max_batch × device_workers (how the
 #      GPU defaults are to be chosen), then p50/p99 latency under open-loop load at 50/80/100 %
 #      of the best.
-# Prints JSON lines and markdown tables. `--quick` runs every step small, to check the script
-# end to end on lavapipe (no GPU): `benches/gpu/run.sh --quick --bin-dir target/release`.
+# Prints JSON lines and markdown tables. `--quick` runs steps 2 and 3 small (batch 1,
+# MobileFaceNet only, a 1000 px selfie, a few requests), to check the script end to end on
+# lavapipe (no GPU; ~6 min here): `benches/gpu/run.sh --quick --bin-dir target/debug`.
 #
 # Build here, then carry (64 MiB in all; the Vulkan loader from .gl/*.deb as in
 # /work/.library/device/README.md):
