@@ -11,7 +11,7 @@
 #      of the best.
 # Prints JSON lines and markdown tables. `--quick` runs steps 2 and 3 small (batch 1,
 # MobileFaceNet only, a 1000 px selfie, a few requests), to check the script end to end on
-# lavapipe (no GPU; ~6 min here): `benches/gpu/run.sh --quick --bin-dir target/debug`.
+# lavapipe (no GPU; under 8 min here, 2026-12-03): `benches/gpu/run.sh --quick --bin-dir target/debug`.
 #
 # Build here, then carry (64 MiB in all; the Vulkan loader from .gl/*.deb as in
 # /work/.library/device/README.md):

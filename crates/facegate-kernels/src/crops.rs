@@ -3,6 +3,7 @@
 //! will read it, and only the sharpness of each crop (one float) comes back.
 
 use bytemuck::{Pod, Zeroable};
+use zeroize::Zeroize;
 
 use crate::{KernelError, MAX_GROUPS, Matcher};
 
@@ -12,13 +13,15 @@ pub(crate) const SHARPNESS: &str = include_str!("../../../shaders/crop_sharpness
 /// Output pixels per workgroup of the warp (`@workgroup_size` in crop_warp.wgsl).
 const WARP_GROUP: usize = 64;
 
-/// One crop's source: tightly packed RGB rows, and the map from crop pixels to source pixels
-/// (`[a, b, tx, c, d, ty]`: x = a·u + b·v + tx, y = c·u + d·v + ty).
+/// One crop's source: `height` rows of `width` RGB pixels, `stride` bytes apart, from the start
+/// of `rgb` (a window read in place from a larger image), and the map from crop pixels to
+/// source pixels (`[a, b, tx, c, d, ty]`: x = a·u + b·v + tx, y = c·u + d·v + ty).
 #[derive(Debug, Clone, Copy)]
 pub struct CropSource<'a> {
     pub rgb: &'a [u8],
     pub width: u32,
     pub height: u32,
+    pub stride: usize,
     pub to_source: [f64; 6],
 }
 
@@ -29,8 +32,17 @@ impl CropSource<'_> {
         (a * d - b * c).abs().sqrt().ceil().max(1.0) as u32
     }
 
+    fn row_bytes(&self) -> usize {
+        self.width as usize * 3
+    }
+
+    /// Its packed size on the device, in u32 words.
     fn words(&self) -> usize {
-        self.rgb.len().div_ceil(4)
+        (self.row_bytes() * self.height as usize).div_ceil(4)
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.height as usize).map(|y| &self.rgb[y * self.stride..][..self.row_bytes()])
     }
 }
 
@@ -82,10 +94,14 @@ impl Matcher {
             return Err(KernelError::TooLarge(format!("{} crops of {size}²", sources.len())));
         }
         for s in sources {
-            if s.rgb.len() != s.width as usize * s.height as usize * 3 {
+            let needed = (s.height as usize)
+                .checked_sub(1)
+                .map_or(0, |rows| rows * s.stride + s.row_bytes());
+            if s.rgb.len() < needed || (s.height > 1 && s.stride < s.row_bytes()) {
                 return Err(KernelError::Crop(format!(
-                    "{} bytes are not {}×{} RGB",
+                    "{} bytes, {}-byte rows, do not hold {}×{} RGB",
                     s.rgb.len(),
+                    s.stride,
                     s.width,
                     s.height
                 )));
@@ -126,7 +142,7 @@ impl Matcher {
         let mut params = Vec::with_capacity(sources.len());
         for s in sources {
             let base = (pixels.len() / 4) as u32;
-            pixels.extend_from_slice(s.rgb);
+            s.rows().for_each(|row| pixels.extend_from_slice(row));
             pixels.resize(pixels.len().next_multiple_of(4), 0);
             params.push(CropParams {
                 m: s.to_source.map(|v| v as f32),
@@ -137,6 +153,8 @@ impl Matcher {
             });
         }
         let pixel_buffer = self.storage_buffer("crop sources", &pixels);
+        // Face pixels: the host's packed copy is wiped once it is on the device.
+        pixels.zeroize();
         let param_buffer = self.storage_buffer("crops", bytemuck::cast_slice(&params));
         let uniform = self.uniform(&WarpParams {
             size: size as u32,

@@ -14,7 +14,7 @@ use facegate_core::{
 use facegate_kernels::{CropSource, Gallery, KernelError, MAX_K, Matcher, Storage, reference};
 use facegate_models::{ModelError, Registry};
 use image::RgbImage;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::align::yaw;
 use crate::decode::{Photo, decode_photo};
@@ -489,31 +489,19 @@ impl Engine {
     /// backend, with `device_crops` off, for face-api's box crops, and where the kernel fails
     /// (counted with the scoring fallbacks).
     fn device_crops(&self, items: &[(&RgbImage, Detected)], faces: &[Aligned]) -> Option<(Vec<Tensor<4>>, Vec<f32>)> {
-        let matcher = self
-            .matcher
-            .as_ref()
-            .filter(|_| self.config.device_crops && !faces.is_empty())?;
-        let branches = self.stages.embedding.branches();
-        let mut batches = Vec::with_capacity(branches.len());
+        let affine = |w: &Warp| matches!(w, Warp::Affine(_));
+        let matcher = self.matcher.as_ref().filter(|_| {
+            self.config.device_crops && !faces.is_empty() && faces.iter().all(|f| f.warps.iter().all(affine))
+        })?;
+        let mut batches = Vec::new();
         let mut sharpness = Vec::new();
-        for (b, branch) in branches.iter().enumerate() {
+        for (b, branch) in self.stages.embedding.branches().iter().enumerate() {
             let size = branch.aligner.size();
-            let mut windows: Vec<(Zeroizing<Vec<u8>>, Rect, [f64; 6])> = Vec::with_capacity(faces.len());
-            for f in faces {
-                let Warp::Affine(m) = f.warps[b] else { return None };
-                let img = items[f.item].0;
-                let window = imageops::warp_window(m, size, img.width(), img.height());
-                let bytes = Zeroizing::new(imageops::copy_rect(img, window));
-                let [a, bb, tx, c, d, ty] = m;
-                windows.push((bytes, window, [a, bb, tx - window.x as f64, c, d, ty - window.y as f64]));
-            }
-            let sources: Vec<CropSource> = windows
+            let sources: Vec<CropSource> = faces
                 .iter()
-                .map(|(rgb, w, to_source)| CropSource {
-                    rgb,
-                    width: w.width,
-                    height: w.height,
-                    to_source: *to_source,
+                .filter_map(|f| match f.warps[b] {
+                    Warp::Affine(m) => Some(resident::crop_source(items[f.item].0, m, size)),
+                    Warp::Box(_) => None,
                 })
                 .collect();
             let (batch, s) = self.or_fall_back("crop_warp", resident::crops(matcher, self.device(), &sources, size))?;

@@ -184,7 +184,7 @@ pub fn warp_affine(img: &RgbImage, m: [f64; 6], size: usize, out: &mut [f32]) {
 /// The pixels a `size`² [`warp_affine`] through `m` can read: the bounding box of its sample
 /// positions and their bilinear neighbours, clipped to a `width`×`height` image (empty when
 /// the crop lies outside it). Sampling this window through `m` shifted by its origin gives
-/// the same crop, so only these bytes need to go to a device.
+/// the same crop, so only these bytes need to go to a device ([`crate::resident::crop_source`]).
 pub fn warp_window(m: [f64; 6], size: usize, width: u32, height: u32) -> Rect {
     let [a, b, tx, c, d, ty] = m;
     let (lo, hi) = (-0.5, size as f64 - 0.5);
@@ -208,18 +208,6 @@ pub fn warp_window(m: [f64; 6], size: usize, width: u32, height: u32) -> Rect {
         };
     }
     Rect { x, y, width, height }
-}
-
-/// The RGB bytes of `rect` (inside `img`), rows packed.
-pub fn copy_rect(img: &RgbImage, rect: Rect) -> Vec<u8> {
-    let stride = img.width() as usize * 3;
-    let raw = img.as_raw();
-    let mut out = Vec::with_capacity(rect.width as usize * rect.height as usize * 3);
-    for y in rect.y..rect.y + rect.height {
-        let start = y as usize * stride + rect.x as usize * 3;
-        out.extend_from_slice(&raw[start..start + rect.width as usize * 3]);
-    }
-    out
 }
 
 /// Least-squares similarity transform (Umeyama, no reflection) taking `from` onto `to`.

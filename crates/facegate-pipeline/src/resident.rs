@@ -14,6 +14,9 @@ use burn::backend::wgpu::CubeTensor;
 use burn::cubecl::wgpu::{AutoCompiler, WgpuServer, wgpu};
 use burn::prelude::*;
 use facegate_kernels::{CropSource, Matcher};
+use image::RgbImage;
+
+use crate::imageops;
 
 /// Cosine similarity of rows `(a, b)` of `descriptors` (`[rows, dim]`, on the matcher's
 /// device) for each pair, computed by the WGSL pairs kernel on the tensor's own memory.
@@ -41,6 +44,22 @@ pub fn crops(
     })?
     .map_err(|e| e.to_string())?;
     Ok((batch, sharpness))
+}
+
+/// The source of the `size`² crop that `to_image` (crop pixel → image pixel) cuts from `img`:
+/// the window of pixels it can read ([`imageops::warp_window`]), in place in `img`, and the
+/// map shifted to the window's origin.
+pub fn crop_source(img: &RgbImage, to_image: [f64; 6], size: usize) -> CropSource<'_> {
+    let window = imageops::warp_window(to_image, size, img.width(), img.height());
+    let stride = img.width() as usize * 3;
+    let [a, b, tx, c, d, ty] = to_image;
+    CropSource {
+        rgb: &img.as_raw()[window.y as usize * stride + window.x as usize * 3..],
+        width: window.width,
+        height: window.height,
+        stride,
+        to_source: [a, b, tx - window.x as f64, c, d, ty - window.y as f64],
+    }
 }
 
 /// Runs `f` on the wgpu binding of `tensor`'s memory (a contiguous f32 tensor of burn's

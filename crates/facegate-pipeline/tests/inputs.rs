@@ -467,24 +467,9 @@ fn device_crops_match_the_host_warp() {
             transforms.push((k, [a, -b, tx, b, a, ty]));
         }
     }
-    let windows: Vec<(imageops::Rect, Vec<u8>)> = transforms
-        .iter()
-        .map(|&(k, m)| {
-            let rect = imageops::warp_window(m, size, images[k].width(), images[k].height());
-            (rect, imageops::copy_rect(&images[k], rect))
-        })
-        .collect();
     let sources: Vec<facegate_kernels::CropSource> = transforms
         .iter()
-        .zip(&windows)
-        .map(
-            |(&(_, [a, b, tx, c, d, ty]), (rect, rgb))| facegate_kernels::CropSource {
-                rgb,
-                width: rect.width,
-                height: rect.height,
-                to_source: [a, b, tx - rect.x as f64, c, d, ty - rect.y as f64],
-            },
-        )
+        .map(|&(k, m)| facegate_pipeline::resident::crop_source(&images[k], m, size))
         .collect();
     let (crops, sharpness) = matcher.crops_to_host(&sources, size).unwrap();
     let plane = 3 * size * size;
@@ -506,7 +491,7 @@ fn device_crops_match_the_host_warp() {
         assert!((s - ws).abs() <= 1e-3 * ws.max(1.0), "crop {i}: sharpness {s} vs {ws}");
     }
     // The last transform lies wholly outside its image: an empty window and a black crop.
-    assert_eq!(windows.last().unwrap().0.width, 0);
+    assert_eq!(sources.last().unwrap().width, 0);
     assert!(crops[crops.len() - plane..].iter().all(|&v| v == 0.0));
     eprintln!("device crops vs the host warp: max |Δ| {worst:.2e} after normalisation");
 
