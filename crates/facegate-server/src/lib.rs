@@ -360,8 +360,14 @@ fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
     String::deserialize(d).map(Some)
 }
 
-/// `deadline_ms` as the schema has it: a whole number of milliseconds, at least 1. JSON
-/// Schema counts `5000.0` as an integer, so it is one here too; `null` is not a number.
+/// The shortest deadline a request may ask for. Under it no verification can be computed (one
+/// pair's decoding alone takes milliseconds), so such a request is refused at once as a 400,
+/// not accepted only to end as a 504.
+pub const MIN_DEADLINE_MS: u64 = 100;
+
+/// `deadline_ms` as the schema has it: a whole number of milliseconds, at least
+/// [`MIN_DEADLINE_MS`]. JSON Schema counts `5000.0` as an integer, so it is one here too;
+/// `null` is not a number.
 fn deadline_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
     whole_ms(n.as_u64().map(|n| n as f64).or(n.as_f64()))
@@ -372,8 +378,10 @@ fn deadline_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
 fn whole_ms(n: Option<f64>) -> Result<u64, String> {
     match n {
         // Any deadline is cut to `default_deadline_ms`, so a huge one is simply the longest.
-        Some(v) if v >= 1.0 && v.fract() == 0.0 => Ok(v as u64),
-        _ => Err("`deadline_ms` must be a whole number of milliseconds, at least 1".into()),
+        Some(v) if v >= MIN_DEADLINE_MS as f64 && v.fract() == 0.0 => Ok(v as u64),
+        _ => Err(format!(
+            "`deadline_ms` must be a whole number of milliseconds, at least {MIN_DEADLINE_MS}"
+        )),
     }
 }
 

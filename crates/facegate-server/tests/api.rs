@@ -219,6 +219,14 @@ async fn bad_requests_get_typed_errors() {
             "bad_request",
         ),
         (
+            "deadline under the floor",
+            http.post(&url).bearer_auth(KEY).json(
+                &json!({ "probe": b64(&face), "reference": b64(&face), "deadline_ms": facegate_server::MIN_DEADLINE_MS - 1 }),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
             "null deadline",
             http.post(&url)
                 .bearer_auth(KEY)
