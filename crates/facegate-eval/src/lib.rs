@@ -1,6 +1,7 @@
 //! Evaluation: pair lists, verification metrics and the figures of an evaluation report. Pure
 //! functions over scores, so every figure can be checked against a hand computation.
 
+pub mod groups;
 mod pairs;
 mod rates;
 pub mod report;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::groups::{Dimension, GroupInputs};
 use crate::rates::{Metrics, ScoreSets, Scored};
 
 /// What the pipeline measured of one photo's face, or why it refused the photo.
@@ -218,6 +219,9 @@ pub struct Report {
     /// (threshold, FMR, FNMR), FMR falling.
     pub det: Vec<[f64; 3]>,
     pub histogram: Histogram,
+    /// Error rates by group, per dimension of the `--groups` file (empty without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Dimension>,
 }
 
 /// The name of the operating point for a target FMR: `fmr_1e-3`.
@@ -235,6 +239,16 @@ pub struct Inputs<'a> {
     pub threshold: f64,
     pub target_fmrs: &'a [f64],
     pub limits: BucketLimits,
+    pub groups: Option<Groups<'a>>,
+}
+
+/// Group labels for [`Inputs`]: see [`crate::groups::GroupInputs`].
+pub struct Groups<'a> {
+    pub dimensions: &'a [String],
+    /// `[dimension][image]`.
+    pub labels: &'a [Vec<String>],
+    /// Each image's identity number.
+    pub people: &'a [usize],
 }
 
 pub fn build(inputs: Inputs) -> Report {
@@ -246,6 +260,7 @@ pub fn build(inputs: Inputs) -> Report {
         threshold,
         target_fmrs,
         limits,
+        groups,
     } = inputs;
     let all = ScoreSets::new(&comparisons.iter().map(|c| c.scored).collect::<Vec<_>>());
     let (eer, eer_threshold) = all.eer();
@@ -311,6 +326,19 @@ pub fn build(inputs: Inputs) -> Report {
         })
         .collect();
 
+    let groups = groups.map_or_else(Vec::new, |g| {
+        crate::groups::build(GroupInputs {
+            dimensions: g.dimensions,
+            labels: g.labels,
+            people: g.people,
+            quality,
+            flags: &flags,
+            comparisons,
+            all: &all,
+            threshold,
+            operating_points: &operating_points,
+        })
+    });
     let failed_images = quality.iter().filter(|q| q.refused.is_some()).count();
     let mut failures_by_reason = BTreeMap::new();
     for code in quality.iter().filter_map(|q| q.refused.clone()) {
@@ -332,6 +360,7 @@ pub fn build(inputs: Inputs) -> Report {
         buckets,
         det: all.det().into_iter().map(|(t, a, b)| [t, a, b]).collect(),
         histogram: histogram(&all, 50),
+        groups,
     }
 }
 
@@ -429,6 +458,7 @@ mod tests {
             threshold: 0.8,
             target_fmrs: &[0.5, 0.01],
             limits,
+            groups: None,
         });
         let b = |name: &str| r.buckets.iter().find(|b| b.name == name).unwrap().clone();
         let all = b("all").at_threshold;

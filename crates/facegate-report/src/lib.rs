@@ -10,6 +10,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+mod groups;
+
 const SIZE: (u32, u32) = (900, 640);
 const FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
@@ -41,10 +43,21 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
         "scores.svg",
         svg("scores", |root| draw_histogram(root, report))?.as_bytes(),
     )?;
+    if !report.groups.is_empty() {
+        put(
+            "groups.svg",
+            svg("groups", |root| groups::draw(root, report))?.as_bytes(),
+        )?;
+    }
     let (det, scores) = (dir.join("det.png"), dir.join("scores.png"));
     png(&det, |root| draw_det(root, report))?;
     png(&scores, |root| draw_histogram(root, report))?;
     files.extend([det, scores]);
+    if !report.groups.is_empty() {
+        let path = dir.join("groups.png");
+        png(&path, |root| groups::draw(root, report))?;
+        files.push(path);
+    }
     Ok(files)
 }
 
@@ -393,6 +406,7 @@ pub fn markdown(r: &Report) -> String {
     for b in &r.buckets {
         let _ = writeln!(s, "- `{}`: {}", b.name, b.definition);
     }
+    s.push_str(&groups::markdown(r));
     s
 }
 

@@ -5,6 +5,12 @@ use facegate_eval::{Scored, metrics};
 
 /// A report on 40 photos of 20 people: genuine scores from `genuine`, impostors spread below.
 fn synthetic(model: &str, genuine: f64) -> report::Report {
+    synthetic_with(model, genuine, false)
+}
+
+/// [`synthetic`], optionally with an `age` dimension: people 0–9 `old`, 10–17 `young`, 18–19
+/// unlisted.
+fn synthetic_with(model: &str, genuine: f64, with_groups: bool) -> report::Report {
     // 40 photos of 20 people; genuine scores high, impostor scores spread lower, one refused.
     let quality: Vec<Quality> = (0..40)
         .map(|i| Quality {
@@ -30,6 +36,15 @@ fn synthetic(model: &str, genuine: f64) -> report::Report {
         }
     }
     let scored: Vec<Scored> = comparisons.iter().map(|c| c.scored).collect();
+    let dimensions = ["age".to_string()];
+    let labels = [(0..40)
+        .map(|i| match i / 2 {
+            0..10 => "old".to_string(),
+            10..18 => "young".to_string(),
+            _ => facegate_eval::groups::UNKNOWN.to_string(),
+        })
+        .collect::<Vec<_>>()];
+    let people: Vec<usize> = (0..40).map(|i| i / 2).collect();
     report::build(Inputs {
         context: Context {
             pairs_file: "synthetic".into(),
@@ -42,6 +57,11 @@ fn synthetic(model: &str, genuine: f64) -> report::Report {
         threshold: 0.9,
         target_fmrs: &[1e-2, 1e-4],
         limits: BucketLimits::default(),
+        groups: with_groups.then_some(report::Groups {
+            dimensions: &dimensions,
+            labels: &labels,
+            people: &people,
+        }),
     })
 }
 
@@ -80,6 +100,37 @@ fn a_report_renders_to_json_markdown_svg_and_png() {
         .filter(|&(x, y)| det.get_pixel(x, y).0 != [255, 255, 255])
         .count();
     assert!(title_ink > 200, "{title_ink} title pixels");
+}
+
+#[test]
+fn groups_render_as_tables_and_a_plot() {
+    let r = synthetic_with("test-model@1", 0.93, true);
+    let dir = tempfile::tempdir().unwrap();
+    let files = facegate_report::write(&r, dir.path()).unwrap();
+    assert_eq!(files.len(), 8);
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("## By group") && md.contains("### `age`") && md.contains("(groups.svg)"));
+    // old: 10 people, 20 photos, 10 genuine pairs; all genuine scores pass 0.9.
+    assert!(
+        md.contains("| old | 10 | 20 | 10 | 0 | 0.0 % [0.0, 27.8] (0/10) |"),
+        "{md}"
+    );
+    // unknown: people 18 and 19, the last photo refused (its pair counts in FRR).
+    assert!(md.contains("| unknown | 2 | 4 | 2 | 1 |"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["groups"][0]["groups"][2]["name"], "unknown");
+    let svg = std::fs::read_to_string(dir.path().join("groups.svg")).unwrap();
+    assert!(svg.contains("FNMR by age"));
+    let img = image::open(dir.path().join("groups.png")).unwrap().to_rgb8();
+    // Each labelled group's points and bars in its own colour.
+    for colour in [[0u8, 114, 178], [213, 94, 0]] {
+        let painted = img.pixels().filter(|p| p.0 == colour).count();
+        assert!(painted > 50, "{painted} pixels of {colour:?}");
+    }
+    // Without a group file the report has no group part.
+    let plain = synthetic("test-model@1", 0.93);
+    assert!(plain.groups.is_empty() && !facegate_report::markdown(&plain).contains("By group"));
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_core::{CalibratedPoint, Calibration, Descriptor, Detector, Rejection};
+use facegate_eval::groups::read_groups;
 use facegate_eval::report::{self, BucketLimits, Comparison, Inputs, Quality, Report};
 use facegate_eval::{Scored, identities, metrics, read_pairs};
 use facegate_pipeline::{Face, FacePolicy};
@@ -48,6 +49,13 @@ pub struct EvalArgs {
     /// gets `compare.md`, `compare-det.svg/.png` and each model's own report in `DIR/<model>/`.
     #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with_all = ["write_calibration", "json"])]
     compare: Vec<String>,
+    /// Error rates by group: a TSV whose header's first column is `person` (the name in the
+    /// pair list, else the image's folder) or `image` (a path as in the pair list), and whose
+    /// other columns are group dimensions (e.g. `age_group`). Each group gets FNMR/FRR with
+    /// 95 % intervals, refusals by reason, and FMR between its own people. Unlisted people
+    /// form the group `unknown`.
+    #[arg(long)]
+    groups: Option<PathBuf>,
     /// Quality buckets: faces narrower than this (px) are small.
     #[arg(long)]
     small_face_px: Option<f32>,
@@ -171,6 +179,8 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
         .as_ref()
         .context("--pairs FILE: the pairs to evaluate the model on")?;
     let pairs = read_pairs(pairs_file, args.images.as_deref())?;
+    // Read before the long part, so a bad file fails at once.
+    let group_file = args.groups.as_deref().map(read_groups).transpose()?;
     let (images, people) = identities(&pairs);
     let start = std::time::Instant::now();
 
@@ -257,6 +267,17 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
     };
     let threshold = f64::from(engine.threshold());
     let impostor_stats = impostor_stats(&comparisons);
+    let group_labels = group_file.as_ref().map(|file| {
+        // The person each image shows, where the pair list names them.
+        let mut names: Vec<Option<String>> = vec![None; images.len()];
+        for p in &pairs {
+            if let Some(who) = &p.people {
+                names[index(&p.probe)] = Some(who[0].clone());
+                names[index(&p.reference)] = Some(who[1].clone());
+            }
+        }
+        file.labels(&images, &names)
+    });
     // Descriptors are not needed past this point.
     drop(descriptors);
     let report = report::build(Inputs {
@@ -274,6 +295,14 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
         threshold,
         target_fmrs: &args.target_fmr,
         limits,
+        groups: group_file
+            .as_ref()
+            .zip(group_labels.as_ref())
+            .map(|(file, labels)| report::Groups {
+                dimensions: &file.dimensions,
+                labels,
+                people: &people,
+            }),
     });
 
     Ok((report, impostor_stats))
@@ -419,6 +448,33 @@ fn print_summary(r: &Report) {
             pct(x.fmr),
             pct(x.frr)
         );
+    }
+    for d in &r.groups {
+        for g in &d.groups {
+            let at: Vec<String> =
+                g.at.iter()
+                    .map(|x| {
+                        let fnmr = x.fnmr.map_or("–".into(), |e| {
+                            format!("{} [{}, {}]", pct(e.rate), pct(e.lo), pct(e.hi))
+                        });
+                        format!("{} FNMR {fnmr}", x.point)
+                    })
+                    .collect();
+            println!(
+                "group {}={}: {} people, {} genuine: {}",
+                d.name,
+                g.name,
+                g.people,
+                g.genuine,
+                at.join("; ")
+            );
+        }
+        for x in d.disparities.iter().filter(|x| x.flagged) {
+            println!(
+                "group {} at {}: FNMR of {} and {} differ beyond their 95 % intervals",
+                d.name, x.point, x.highest, x.lowest
+            );
+        }
     }
     println!(
         "time:               {:.1} s ({:.1} ms per image) on {}",

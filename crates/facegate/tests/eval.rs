@@ -298,3 +298,133 @@ fn compare_puts_two_reports_side_by_side() {
     }
     assert!(out.join("compare-det.png").is_file() && out.join("compare-det.svg").is_file());
 }
+
+/// `--groups`: each group's FNMR and FRR at an operating point equal a separate run of
+/// `facegate eval` on only that group's genuine pairs at the same threshold; people the group
+/// file does not list are counted as `unknown`, never dropped.
+#[test]
+#[ignore = "needs ../shared/data"]
+fn group_rates_equal_a_run_on_the_groups_own_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = shared("lfw-view1/lfw-deepfunneled");
+    let groups_file = shared("lfw-view1/age-groups.tsv");
+    let ages: std::collections::HashMap<String, String> = std::fs::read_to_string(&groups_file)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(p, g)| (p.to_string(), g.to_string()))
+        .collect();
+    // DevTest's first 120 genuine and first 40 impostor pairs: every age group and some
+    // unlisted people, quick enough for the CI.
+    let lines: Vec<String> = std::fs::read_to_string(shared("lfw-view1/pairsDevTest.txt"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    let genuine: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.split_whitespace().count() == 3)
+        .take(120)
+        .collect();
+    let impostor: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.split_whitespace().count() == 4)
+        .take(40)
+        .collect();
+    let write_list = |name: &str, rows: &[&String]| {
+        let path = dir.path().join(name);
+        let body: Vec<&str> = rows.iter().map(|s| s.as_str()).collect();
+        std::fs::write(&path, format!("{}\n{}\n", rows.len(), body.join("\n"))).unwrap();
+        path.display().to_string()
+    };
+    let all: Vec<&String> = genuine.iter().chain(&impostor).copied().collect();
+    let list = write_list("subset.txt", &all);
+    let report = run(&[
+        "eval",
+        "--pairs",
+        &list,
+        "--images",
+        &images,
+        "--all-pairs",
+        "--groups",
+        &groups_file,
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let dimension = &report["groups"][0];
+    assert_eq!(dimension["name"], "age_group");
+    let group = |name: &str| {
+        dimension["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap_or_else(|| panic!("no group {name}: {dimension}"))
+            .clone()
+    };
+    let person = |l: &String| l.split_whitespace().next().unwrap().to_string();
+    let age = |l: &String| ages.get(&person(l)).cloned().unwrap_or_else(|| "unknown".into());
+    let mut misses = 0;
+    for name in ["young", "middle", "senior", "unknown"] {
+        let own: Vec<&String> = genuine.iter().copied().filter(|l| age(l) == name).collect();
+        let g = group(name);
+        assert_eq!(g["genuine"].as_u64().unwrap() as usize, own.len(), "{name}");
+        if name == "unknown" {
+            assert!(!own.is_empty(), "the subset has unlisted people");
+            continue;
+        }
+        assert!(own.len() >= 5, "{name}: {} genuine pairs", own.len());
+        let own_list = write_list(&format!("{name}.txt"), &own);
+        for point in ["fmr_1e-3", "fmr_1e-4"] {
+            let at = g["at"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["point"] == point)
+                .unwrap()
+                .clone();
+            // The threshold as the engine takes it: the f32 at or above the f64 one.
+            let t = at["threshold"].as_f64().unwrap();
+            let mut t32 = t as f32;
+            assert!(t32 > 0.0, "{t}");
+            if f64::from(t32) < t {
+                t32 = f32::from_bits(t32.to_bits() + 1);
+            }
+            let separate = run(&[
+                "eval",
+                "--pairs",
+                &own_list,
+                "--images",
+                &images,
+                "--threshold",
+                &t32.to_string(),
+                "--device",
+                "cpu",
+                "--json",
+            ]);
+            let separate: serde_json::Value = serde_json::from_slice(&separate.stdout).unwrap();
+            let s = &separate["at_threshold"];
+            let what = format!("{name} at {point}");
+            close(
+                &at["fnmr"]["rate"],
+                s["fnmr"].as_f64().unwrap(),
+                1e-12,
+                &format!("{what}: FNMR"),
+            );
+            close(
+                &at["frr"]["rate"],
+                s["frr"].as_f64().unwrap(),
+                1e-12,
+                &format!("{what}: FRR"),
+            );
+            assert_eq!(at["frr"]["trials"], s["genuine"], "{what}");
+            misses += at["fnmr"]["errors"].as_u64().unwrap();
+        }
+    }
+    // Some group misses pairs, so the comparison above is not of zeros alone.
+    assert!(misses > 0);
+}
