@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use facegate_eval::groups::{Dimension, Estimate, UNKNOWN};
+use std::collections::BTreeMap;
+
+use facegate_eval::groups::{Dimension, Estimate, GroupFigures, UNKNOWN};
 use facegate_eval::report::Report;
 use plotters::prelude::*;
 
@@ -93,51 +95,20 @@ fn dimension(s: &mut String, d: &Dimension) {
         }
         let _ = writeln!(s);
     }
-    let mut reasons: Vec<&str> = d
-        .groups
-        .iter()
-        .flat_map(|g| g.refusals.keys().map(String::as_str))
-        .collect();
-    reasons.sort_unstable();
-    reasons.dedup();
-    if !reasons.is_empty() {
-        let _ = write!(
-            s,
-            "\nPhotos refused, by reason, as a share of the group's photos:\n\n| group |"
-        );
-        for r in &reasons {
-            let _ = write!(s, " `{r}` |");
-        }
-        let _ = writeln!(s, "\n|---|{}", "---|".repeat(reasons.len()));
-        for g in &d.groups {
-            let _ = write!(s, "| {} |", g.name);
-            for r in &reasons {
-                let e = g.refusals.get(*r).copied().or(Estimate::new(0, g.images));
-                let _ = write!(s, " {} |", interval(e));
-            }
-            let _ = writeln!(s);
-        }
-    }
-    let buckets: Vec<&str> = first.quality.keys().map(String::as_str).collect();
-    if !buckets.is_empty() {
-        let _ = write!(
-            s,
-            "\nPhotos in each quality bucket (measured past the bucket's limit, or refused for it), as a \
-             share of the group's photos; a check that reads one group's faces as worse shows here \
-             before it refuses anyone:\n\n| group |"
-        );
-        for b in &buckets {
-            let _ = write!(s, " `{b}` |");
-        }
-        let _ = writeln!(s, "\n|---|{}", "---|".repeat(buckets.len()));
-        for g in &d.groups {
-            let _ = write!(s, "| {} |", g.name);
-            for b in &buckets {
-                let _ = write!(s, " {} |", interval(g.quality.get(*b).copied()));
-            }
-            let _ = writeln!(s);
-        }
-    }
+    shares(
+        s,
+        d,
+        "Photos refused, by reason, as a share of the group's photos:",
+        |g| &g.refusals,
+    );
+    shares(
+        s,
+        d,
+        "Photos in each quality bucket (measured past the bucket's limit, or refused for it), as a \
+         share of the group's photos; a check that reads one group's faces as worse shows here \
+         before it refuses anyone:",
+        |g| &g.quality,
+    );
     if d.mixed_genuine > 0 {
         let _ = writeln!(
             s,
@@ -171,6 +142,31 @@ fn dimension(s: &mut String, d: &Dimension) {
         );
     }
     let _ = writeln!(s);
+}
+
+/// A table of each group's photos by key (a refusal reason, a quality bucket), as shares of
+/// its photos; nothing when no group has a key.
+fn shares(s: &mut String, d: &Dimension, title: &str, of: impl Fn(&GroupFigures) -> &BTreeMap<String, Estimate>) {
+    let mut keys: Vec<&str> = d.groups.iter().flat_map(|g| of(g).keys().map(String::as_str)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return;
+    }
+    let _ = write!(s, "\n{title}\n\n| group |");
+    for k in &keys {
+        let _ = write!(s, " `{k}` |");
+    }
+    let _ = writeln!(s, "\n|---|{}", "---|".repeat(keys.len()));
+    for g in &d.groups {
+        let _ = write!(s, "| {} |", g.name);
+        for k in &keys {
+            // A key a group lacks is none of its photos.
+            let e = of(g).get(*k).copied().or(Estimate::new(0, g.images));
+            let _ = write!(s, " {} |", interval(e));
+        }
+        let _ = writeln!(s);
+    }
 }
 
 /// FNMR by group with interval bars, one panel per dimension; x is the threshold.

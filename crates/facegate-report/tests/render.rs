@@ -117,6 +117,9 @@ fn groups_render_as_tables_and_a_plot() {
     );
     // unknown: people 18 and 19, the last photo refused (its pair counts in FRR).
     assert!(md.contains("| unknown | 2 | 4 | 2 | 1 |"), "{md}");
+    // The refusals table: none of old's 20 photos, one of unknown's 4 (Wilson 4.6–69.9 %).
+    assert!(md.contains("| old | 0.0 % [0.0, 16.1] (0/20) |"), "{md}");
+    assert!(md.contains("| unknown | 25.0 % [4.6, 69.9] (1/4) |"), "{md}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["groups"][0]["groups"][2]["name"], "unknown");
