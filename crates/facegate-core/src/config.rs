@@ -98,6 +98,10 @@ pub struct Config {
     /// centre (a centred portrait with bystanders). A probe (selfie) must show exactly one
     /// face. Faces under `min_face_px` are not counted.
     pub reference_dominance: f32,
+    /// A reference with no usable face upright is searched again turned by 90°, 180° and 270°
+    /// (an ID card photographed sideways or upside down); the turn whose chosen face the
+    /// detector is surest of wins. Probes are never turned: a selfie is taken upright.
+    pub reference_rotations: bool,
     /// Minimum sharpness (variance of the Laplacian of the 150 px face crop); 0 disables.
     pub min_sharpness: f32,
     /// Maximum |yaw| estimated from landmarks (0 = frontal, 1 = full profile); 0 disables.
@@ -143,6 +147,7 @@ impl Default for Config {
             detector_zoom_out: vec![0.5, 1.0],
             min_face_px: 32,
             reference_dominance: 2.0,
+            reference_rotations: true,
             min_sharpness: 0.0,
             max_yaw: 0.0,
             alignment: Alignment::DlibChip,

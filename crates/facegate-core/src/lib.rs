@@ -68,6 +68,13 @@ pub enum Rejection {
     MultipleFaces { count: usize },
     #[error("the face is too small ({size_px} px, at least {min_px} px needed); move closer")]
     FaceTooSmall { size_px: u32, min_px: u32 },
+    /// A reference (an ID document's portrait) whose face is too small: the person can move
+    /// the camera closer to the card.
+    #[serde(rename = "document_portrait_too_small")]
+    #[error(
+        "the portrait on the document is too small ({size_px} px, at least {min_px} px needed); move the camera closer to the card"
+    )]
+    PortraitTooSmall { size_px: u32, min_px: u32 },
     #[error("the face is blurred (sharpness {sharpness:.1}, at least {min_sharpness:.1} needed); hold still")]
     Blurred { sharpness: f32, min_sharpness: f32 },
     #[error("the face is turned away (yaw {yaw:.2}, at most {max_yaw:.2}); look straight at the camera")]
@@ -85,6 +92,7 @@ impl Rejection {
             Self::NoFace => "no_face",
             Self::MultipleFaces { .. } => "multiple_faces",
             Self::FaceTooSmall { .. } => "face_too_small",
+            Self::PortraitTooSmall { .. } => "document_portrait_too_small",
             Self::Blurred { .. } => "blurred",
             Self::TurnedAway { .. } => "turned_away",
         }
@@ -220,6 +228,13 @@ mod tests {
         assert_eq!(v["detail"]["code"], "face_too_small");
         assert_eq!(v["role"], "probe");
         assert!(r.message.contains("move closer"));
+        // Every variant's serialised tag is its code.
+        let portrait = Rejection::PortraitTooSmall {
+            size_px: 20,
+            min_px: 40,
+        };
+        assert_eq!(serde_json::to_value(&portrait).unwrap()["code"], portrait.code());
+        assert_eq!(portrait.code(), "document_portrait_too_small");
     }
 
     #[test]

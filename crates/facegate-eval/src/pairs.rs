@@ -20,7 +20,8 @@ pub enum PairsError {
 }
 
 /// Read an LFW pairs file (`name i j` / `name i name2 j`, first line a header) or a TSV
-/// (`probe<TAB>reference<TAB>same`, optional header). Paths resolve against `images`
+/// (`probe<TAB>reference<TAB>same`, optionally then `probe_person<TAB>reference_person` so
+/// that all-vs-all knows who is who; optional header). Paths resolve against `images`
 /// (default: the pair file's folder; for LFW files, `lfw-deepfunneled` beside it if present).
 pub fn read_pairs(file: &Path, images: Option<&Path>) -> Result<Vec<Pair>, PairsError> {
     let name = file.display().to_string();
@@ -32,20 +33,18 @@ pub fn read_pairs(file: &Path, images: Option<&Path>) -> Result<Vec<Pair>, Pairs
         message,
     };
     let mut pairs = Vec::new();
-    if text
-        .lines()
-        .next()
-        .is_some_and(|l| l.contains('\t') && l.split('\t').count() == 3)
-    {
+    let columns = text.lines().next().map_or(0, |l| l.split('\t').count());
+    if columns == 3 || columns == 5 {
         let root = images.unwrap_or(dir);
         for (n, line) in text.lines().enumerate() {
             let f: Vec<&str> = line.split('\t').collect();
             if line.trim().is_empty() {
                 continue;
             }
-            let [p, r, s] = f.as_slice() else {
-                return Err(err(n + 1, "expected 3 tab-separated fields".into()));
-            };
+            if f.len() != columns {
+                return Err(err(n + 1, format!("expected {columns} tab-separated fields")));
+            }
+            let (p, r, s) = (f[0], f[1], f[2]);
             let same = match s.trim() {
                 "1" | "true" => true,
                 "0" | "false" => false,
@@ -56,7 +55,7 @@ pub fn read_pairs(file: &Path, images: Option<&Path>) -> Result<Vec<Pair>, Pairs
                 probe: root.join(p),
                 reference: root.join(r),
                 same,
-                people: None,
+                people: (columns == 5).then(|| [f[3].trim().to_string(), f[4].trim().to_string()]),
             });
         }
     } else {
@@ -160,6 +159,15 @@ mod tests {
         let p = read_pairs(&tsv, None).unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].probe, dir.join("a.jpg"));
+        // Named people, in two more columns.
+        std::fs::write(
+            &tsv,
+            "probe\treference\tsame\tprobe_person\treference_person\na.jpg\t/x/b.jpg\t0\tAnn\tBob\n",
+        )
+        .unwrap();
+        let p = read_pairs(&tsv, None).unwrap();
+        assert_eq!(p[0].people, Some(["Ann".into(), "Bob".into()]));
+        assert_eq!(p[0].reference, PathBuf::from("/x/b.jpg"));
         std::fs::write(&tsv, "probe\treference\tsame\na.jpg\tb.jpg\tmaybe\n").unwrap();
         assert!(matches!(
             read_pairs(&tsv, None),

@@ -69,7 +69,9 @@ impl BucketLimits {
     pub fn flags(&self, q: &Quality) -> [bool; 3] {
         let refused = |code: &str| q.refused.as_deref() == Some(code);
         [
-            q.face_px.is_some_and(|v| v < self.small_face_px) || refused("face_too_small"),
+            q.face_px.is_some_and(|v| v < self.small_face_px)
+                || refused("face_too_small")
+                || refused("document_portrait_too_small"),
             q.sharpness.is_some_and(|v| v < self.blur_sharpness) || refused("blurred"),
             q.yaw.is_some_and(|v| v.abs() > self.pose_yaw) || refused("turned_away"),
         ]
@@ -85,7 +87,7 @@ impl BucketLimits {
             (
                 "small_face",
                 format!(
-                    "a photo's face box is under {} px, or it was refused as too small",
+                    "a photo's face box is under {} px, or it was refused as too small (a face or a document's portrait)",
                     self.small_face_px
                 ),
             ),

@@ -23,6 +23,7 @@ use crate::imageops::{self, Rect};
 use crate::resident;
 pub use crate::stages::Detected;
 use crate::stages::{self, Embedding, StageError, Stages, Warp};
+use crate::turn::{self, Turn};
 
 /// How many faces a photo may show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,9 @@ pub struct Face {
     pub descriptor: Descriptor,
     pub sharpness: f32,
     pub yaw: f32,
+    /// How far the photo was turned, clockwise in degrees, before the face was found upright
+    /// (a reference photographed sideways: see `Config::reference_rotations`); 0 mostly.
+    pub rotation: u16,
 }
 
 impl Face {
@@ -454,6 +458,7 @@ impl Engine {
                 },
                 sharpness,
                 row,
+                turn: Turn::NONE,
             });
         }
         let embeddings = (!faces.is_empty()).then(|| self.stages.embedding.forward(batches));
@@ -585,19 +590,38 @@ impl Engine {
             }
             timings.detect_ms += ms(t);
             // Choose one face per image, or the reason there is none.
-            let chosen: Vec<Result<Detected, Rejection>> = (0..chunk.len())
+            let mut chosen: Vec<Result<Detected, Rejection>> = (0..chunk.len())
                 .map(|i| match chunk[i] {
                     Err(e) => Err(e.clone()),
                     Ok(img) => choose(&self.config, &detections[i], pols[i], img.width(), img.height()),
                 })
                 .collect();
+            let t = Instant::now();
+            let mut turned = self.turn_references(chunk, pols, &mut chosen);
+            timings.detect_ms += ms(t);
             let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
+            let turned_of = |i: usize| turned.iter().find(|t| t.item == i);
             let faces_in: Vec<(&RgbImage, Detected)> = wanted
                 .iter()
-                .map(|&i| (*chunk[i].as_ref().unwrap(), *chosen[i].as_ref().unwrap()))
+                .map(|&i| {
+                    let image = turned_of(i).map_or(*chunk[i].as_ref().unwrap(), |t| &t.image);
+                    (image, *chosen[i].as_ref().unwrap())
+                })
                 .collect();
             // `measured` follows the order of the chosen faces; rows continue across batches.
             let (measured, batch_embeddings) = self.measure(&faces_in, &mut timings);
+            drop(faces_in);
+            // Faces found on a turned copy, in the photo's own pixels.
+            let measured: Vec<Option<Measured>> = (wanted.iter().zip(measured))
+                .map(|(&i, m)| match (m, turned_of(i)) {
+                    (Some(m), Some(t)) => {
+                        let img = chunk[i].as_ref().unwrap();
+                        Some(m.turned_back(t.turn, img.width(), img.height()))
+                    }
+                    (m, _) => m,
+                })
+                .collect();
+            turned.iter_mut().for_each(|t| turn::wipe(&mut t.image));
             let mut measured = measured.into_iter();
             items.extend(chosen.into_iter().map(|c| {
                 c.and_then(|_| match measured.next().flatten() {
@@ -616,6 +640,65 @@ impl Engine {
         let embeddings = (!embeddings.is_empty()).then(|| Tensor::cat(embeddings, 0));
         timings.total_ms = ms(start);
         (items, embeddings, timings)
+    }
+
+    /// For each reference with no usable face upright (no face, or only faces too small),
+    /// detect again on copies turned 90°, 180° and 270°, and keep the turn whose chosen face
+    /// the detector is surest of: an ID card photographed sideways or upside down. Returns the
+    /// turned copies that found a face; the caller measures the face there, then wipes them.
+    fn turn_references(
+        &self,
+        chunk: &[Result<&RgbImage, &Rejection>],
+        policies: &[FacePolicy],
+        chosen: &mut [Result<Detected, Rejection>],
+    ) -> Vec<Turned> {
+        if !self.config.reference_rotations {
+            return Vec::new();
+        }
+        let retry: Vec<usize> = (0..chunk.len())
+            .filter(|&i| {
+                policies[i] == FacePolicy::Dominant
+                    && matches!(chosen[i], Err(Rejection::NoFace | Rejection::PortraitTooSmall { .. }))
+            })
+            .collect();
+        let mut best: Vec<Option<Turned>> = retry.iter().map(|_| None).collect();
+        for quarter in 1..=3 {
+            let turn = Turn(quarter);
+            let copies: Vec<RgbImage> = retry.iter().map(|&i| turn.apply(chunk[i].as_ref().unwrap())).collect();
+            let found = self.detect(&copies.iter().collect::<Vec<_>>());
+            for (k, (mut image, faces)) in copies.into_iter().zip(found).enumerate() {
+                let face = choose(
+                    &self.config,
+                    &faces,
+                    FacePolicy::Dominant,
+                    image.width(),
+                    image.height(),
+                );
+                match face {
+                    Ok(detected)
+                        if best[k]
+                            .as_ref()
+                            .is_none_or(|b| detected.face.score > b.detected.face.score) =>
+                    {
+                        let item = retry[k];
+                        if let Some(mut old) = best[k].replace(Turned {
+                            item,
+                            turn,
+                            image,
+                            detected,
+                        }) {
+                            turn::wipe(&mut old.image);
+                        }
+                    }
+                    _ => turn::wipe(&mut image),
+                }
+            }
+        }
+        let turned: Vec<Turned> = best.into_iter().flatten().collect();
+        for t in &turned {
+            chosen[t.item] = Ok(t.detected);
+        }
+        turned
     }
 
     fn check_quality(&self, face: &Measured) -> Result<(), Rejection> {
@@ -767,6 +850,15 @@ struct Measured {
     sharpness: f32,
     yaw: f32,
     row: usize,
+    turn: Turn,
+}
+
+/// A reference's face found on a turned copy of its photo.
+struct Turned {
+    item: usize,
+    turn: Turn,
+    image: RgbImage,
+    detected: Detected,
 }
 
 /// A face to describe: its item, landmarks, and how each embedder's crop is cut.
@@ -786,7 +878,20 @@ impl Measured {
             descriptor: descriptors[self.row].take().expect("one descriptor per measured face"),
             sharpness: self.sharpness,
             yaw: self.yaw,
+            rotation: self.turn.degrees(),
         }
+    }
+
+    /// This face, measured on a copy of a `width`×`height` photo turned by `turn`, in the
+    /// photo's own pixels.
+    fn turned_back(mut self, turn: Turn, width: u32, height: u32) -> Self {
+        self.face = turn.box_back(self.face, width, height);
+        for p in &mut self.landmarks {
+            *p = turn.point_back(*p, width, height);
+        }
+        self.aligned = self.aligned.map(|r| turn.rect_back(r, width, height));
+        self.turn = turn;
+        self
     }
 }
 
@@ -862,6 +967,10 @@ pub fn choose(
     match (usable.as_slice(), policy) {
         ([], _) => match faces.iter().max_by(|a, b| size(a).cmp(&size(b))) {
             None => Err(Rejection::NoFace),
+            Some(largest) if policy == FacePolicy::Dominant => Err(Rejection::PortraitTooSmall {
+                size_px: size(largest),
+                min_px: config.min_face_px,
+            }),
             Some(largest) => Err(Rejection::FaceTooSmall {
                 size_px: size(largest),
                 min_px: config.min_face_px,
@@ -944,5 +1053,13 @@ mod tests {
             })
         );
         assert_eq!(choose(&c, &[], FacePolicy::Dominant, 250, 250), Err(Rejection::NoFace));
+        // A reference is a document's portrait: the person is told to come closer to the card.
+        assert_eq!(
+            choose(&c, &[far], FacePolicy::Dominant, 250, 250),
+            Err(Rejection::PortraitTooSmall {
+                size_px: 20,
+                min_px: 32
+            })
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod imageops;
 pub mod mtcnn;
 pub mod resident;
 pub mod stages;
+pub mod turn;
 
 pub use decode::{Photo, decode, decode_photo, photo_bytes};
 pub use device::{DeviceChoice, SelectedDevice};

@@ -85,7 +85,9 @@ fn quality(face: &Result<Face, Refusal>) -> Quality {
             };
             let Refusal::Rejected(r) = r else { return q };
             match r {
-                Rejection::FaceTooSmall { size_px, .. } => q.face_px = Some(*size_px as f32),
+                Rejection::FaceTooSmall { size_px, .. } | Rejection::PortraitTooSmall { size_px, .. } => {
+                    q.face_px = Some(*size_px as f32)
+                }
                 Rejection::Blurred { sharpness, .. } => q.sharpness = Some(*sharpness),
                 Rejection::TurnedAway { yaw, .. } => q.yaw = Some(*yaw),
                 _ => {}

@@ -228,6 +228,7 @@ fn run(cli: Cli) -> Result<()> {
                         "image": path, "descriptor": descriptor, "face": face.as_ref().ok().map(|f| f.face),
                         "sharpness": face.as_ref().ok().map(|f| f.sharpness),
                         "yaw": face.as_ref().ok().map(|f| f.yaw),
+                        "rotation": face.as_ref().ok().map(|f| f.rotation),
                         "error": error, "model": engine.model_version(),
                     });
                     println!("{v}");
