@@ -205,7 +205,8 @@ pub struct GroupFigures {
     pub name: String,
     pub people: usize,
     pub images: usize,
-    /// Genuine comparisons whose two photos are in the group, and how many had a refused photo.
+    /// Genuine comparisons whose photos are in the group (an unlisted one taking its partner's
+    /// group), and how many had a refused photo.
     pub genuine: usize,
     pub genuine_refused: usize,
     /// Impostor comparisons whose two photos are in the group (both with a template).
@@ -241,8 +242,9 @@ pub struct Disparity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dimension {
     pub name: String,
-    /// Genuine comparisons whose two photos are in different groups (possible when the
-    /// file is keyed by image); they count in no group.
+    /// Genuine comparisons whose two photos are listed in different groups (possible when
+    /// the file is keyed by image); they count in no group. A genuine photo the file does not
+    /// list takes its partner's group.
     pub mixed_genuine: usize,
     /// Labelled groups by name, then [`UNKNOWN`] last.
     pub groups: Vec<GroupFigures>,
@@ -309,7 +311,10 @@ pub fn build(inputs: GroupInputs) -> Vec<Dimension> {
                 .collect();
             let mixed_genuine = comparisons
                 .iter()
-                .filter(|c| c.scored.same && label[c.a] != label[c.b])
+                .filter(|c| {
+                    let (a, b) = (&label[c.a], &label[c.b]);
+                    c.scored.same && a != b && a != UNKNOWN && b != UNKNOWN
+                })
                 .count();
             let disparities = (0..points.len()).filter_map(|k| disparity(&groups, k)).collect();
             Dimension {
@@ -367,7 +372,12 @@ fn group(
     let within = ScoreSets::new(
         &comparisons
             .iter()
-            .filter(|c| member(c.a) && member(c.b))
+            .filter(|c| {
+                // A genuine photo the file does not list takes its partner's group (a card
+                // photo keyed by image beside a plain probe); impostors need both people in it.
+                let unlisted = |i: usize| c.scored.same && label[i] == UNKNOWN;
+                (member(c.a) || unlisted(c.a)) && (member(c.b) || unlisted(c.b))
+            })
             .map(|c| c.scored)
             .collect::<Vec<_>>(),
     );
@@ -518,6 +528,7 @@ mod tests {
             c(1, 2, false, Some(0.2)), // s impostor
             c(0, 4, false, Some(0.7)), // across groups: overall only
             c(4, 6, false, Some(0.1)), // y with unknown: overall only
+            c(5, 6, true, Some(0.8)),  // genuine, y with unlisted: counts in y, a match
         ];
         let all = ScoreSets::new(&comparisons.iter().map(|c| c.scored).collect::<Vec<_>>());
         let dims = build(GroupInputs {
@@ -565,11 +576,12 @@ mod tests {
         );
         assert_eq!(d.groups[1].quality["small_face"].errors, 0);
         let y = &d.groups[1];
-        assert_eq!(y.at[0].fnmr.unwrap().rate, 1.0);
+        assert_eq!(y.genuine, 2);
+        assert_eq!(y.at[0].fnmr.unwrap().rate, 0.5);
         assert_eq!(y.at[0].fmr, None);
         let unknown = &d.groups[2];
         assert_eq!((unknown.people, unknown.images, unknown.genuine), (1, 1, 0));
-        // y (1/1) against s (0/1): their intervals overlap at one pair each.
+        // y (1/2) against s (0/1): their intervals overlap at a pair or two each.
         let disparity = &d.disparities[0];
         assert_eq!((disparity.highest.as_str(), disparity.lowest.as_str()), ("y", "s"));
         assert_eq!(disparity.ratio, None);

@@ -642,10 +642,10 @@ impl Engine {
         (items, embeddings, timings)
     }
 
-    /// For each reference with no usable face upright (no face, or only faces too small),
+    /// For each reference whose face is in doubt upright (see `Config::reference_rotations`),
     /// detect again on copies turned 90°, 180° and 270°, and keep the turn whose chosen face
     /// the detector is surest of: an ID card photographed sideways or upside down. Returns the
-    /// turned copies that found a face; the caller measures the face there, then wipes them.
+    /// turned copies that won; the caller measures the face there, then wipes them.
     fn turn_references(
         &self,
         chunk: &[Result<&RgbImage, &Rejection>],
@@ -655,12 +655,15 @@ impl Engine {
         if !self.config.reference_rotations {
             return Vec::new();
         }
+        let in_doubt = |c: &Result<Detected, Rejection>| match c {
+            Err(Rejection::NoFace | Rejection::PortraitTooSmall { .. }) => true,
+            Ok(d) => d.face.score < self.config.reference_upright_score || !upright(d),
+            Err(_) => false,
+        };
         let retry: Vec<usize> = (0..chunk.len())
-            .filter(|&i| {
-                policies[i] == FacePolicy::Dominant
-                    && matches!(chosen[i], Err(Rejection::NoFace | Rejection::PortraitTooSmall { .. }))
-            })
+            .filter(|&i| policies[i] == FacePolicy::Dominant && in_doubt(&chosen[i]))
             .collect();
+        let upright_score = |i: usize| chosen[i].as_ref().map_or(f32::NEG_INFINITY, |d| d.face.score);
         let mut best: Vec<Option<Turned>> = retry.iter().map(|_| None).collect();
         for quarter in 1..=3 {
             let turn = Turn(quarter);
@@ -674,12 +677,11 @@ impl Engine {
                     image.width(),
                     image.height(),
                 );
+                let to_beat = best[k]
+                    .as_ref()
+                    .map_or(upright_score(retry[k]), |b| b.detected.face.score);
                 match face {
-                    Ok(detected)
-                        if best[k]
-                            .as_ref()
-                            .is_none_or(|b| detected.face.score > b.detected.face.score) =>
-                    {
+                    Ok(detected) if detected.face.score > to_beat => {
                         let item = retry[k];
                         if let Some(mut old) = best[k].replace(Turned {
                             item,
@@ -932,6 +934,17 @@ pub fn wipe_pair(pair: &mut DecodedPair) {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Whether a detection's landmarks, where it has them, put the mouth below the eyes (within
+/// 45° of straight down): a face boxed on a turned photo often has them anywhere.
+fn upright(d: &Detected) -> bool {
+    d.points.is_none_or(|p| {
+        let eyes = [(p[0][0] + p[1][0]) / 2.0, (p[0][1] + p[1][1]) / 2.0];
+        let mouth = [(p[3][0] + p[4][0]) / 2.0, (p[3][1] + p[4][1]) / 2.0];
+        let (dx, dy) = (mouth[0] - eyes[0], mouth[1] - eyes[1]);
+        dy > dx.abs()
+    })
 }
 
 /// The face a photo is about, per policy, or why there is none (see

@@ -45,8 +45,8 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "\n## By group\n");
     let _ = writeln!(
         s,
-        "Genuine comparisons count in a group when both photos are in it; impostor comparisons \
-         when both people are. Each rate is followed by its 95 % Wilson interval in percent and \
+        "Genuine comparisons count in a group when both photos are in it (a photo the file does \
+         not list takes its partner's group); impostor comparisons when both people are. Each rate is followed by its 95 % Wilson interval in percent and \
          its count. Thresholds are the overall ones (the configured threshold and the operating \
          points calibrated on all comparisons). FMR inflation is the group's FMR over the overall \
          FMR at the same threshold. `{UNKNOWN}` holds the people or photos the group file does \

@@ -1,0 +1,127 @@
+//! References that are phone photos of ID cards (`data/cards/`, made by
+//! `tools/cards/make_cards.py` from the shipped faces): the main portrait is found past its
+//! ghost, at every quarter turn, where the generator says it is; a selfie with a card held
+//! beside the face is refused.
+
+mod common;
+
+use common::{data, engine, read};
+use facegate_core::{Config, FaceBox, Rejection, cosine_similarity};
+use facegate_pipeline::{DeviceChoice, Engine, FacePolicy, decode};
+
+/// The generator's record of a card photo: the homography from the source photo's pixels to
+/// the card photo's, and its conditions.
+fn truth(name: &str) -> serde_json::Value {
+    let path = data(&format!("cards/{name}.json"));
+    serde_json::from_slice(&read(&path)).unwrap()
+}
+
+fn apply(h: &serde_json::Value, [x, y]: [f64; 2]) -> [f64; 2] {
+    let m = |r: usize, c: usize| h[r][c].as_f64().unwrap();
+    let w = m(2, 0) * x + m(2, 1) * y + m(2, 2);
+    [
+        (m(0, 0) * x + m(0, 1) * y + m(0, 2)) / w,
+        (m(1, 0) * x + m(1, 1) * y + m(1, 2)) / w,
+    ]
+}
+
+/// The face box the detector draws on the plain source photo, carried into the card photo by
+/// the generator's homography: the box the card's portrait should give.
+fn expected_box(engine: &Engine, source: &str, h: &serde_json::Value) -> [f64; 4] {
+    let img = decode(&read(&data(source)), u64::MAX).unwrap();
+    let found = engine.detect(&[&img]).remove(0);
+    let b = found
+        .iter()
+        .max_by(|a, b| a.face.width.total_cmp(&b.face.width))
+        .unwrap()
+        .face;
+    let (x0, y0, x1, y1) = (b.x as f64, b.y as f64, (b.x + b.width) as f64, (b.y + b.height) as f64);
+    let corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]].map(|p| apply(h, p));
+    let xs = corners.map(|p| p[0]);
+    let ys = corners.map(|p| p[1]);
+    let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
+    let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
+    [min(xs), min(ys), max(xs), max(ys)]
+}
+
+fn iou(a: [f64; 4], b: FaceBox) -> f64 {
+    let b = [b.x as f64, b.y as f64, (b.x + b.width) as f64, (b.y + b.height) as f64];
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter)
+}
+
+#[test]
+fn the_main_portrait_is_found_past_its_ghost_at_every_turn() {
+    let engine = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let plain = engine
+        .analyze(&[&read(&data("face-a.png"))], &[FacePolicy::Dominant])
+        .items
+        .remove(0)
+        .unwrap();
+    for name in ["card-a-ghost", "card-a-rot90", "card-a-rot180", "card-a-rot270"] {
+        let t = truth(name);
+        assert_eq!(t["labels"]["ghost"], "yes", "{name}");
+        let card = read(&data(&format!("cards/{name}.jpg")));
+        let face = engine
+            .analyze(&[&card], &[FacePolicy::Dominant])
+            .items
+            .remove(0)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Where the generator printed the portrait's face, not the ghost's.
+        let want = expected_box(&engine, "face-a.png", &t["H"]);
+        let overlap = iou(want, face.face);
+        assert!(
+            overlap >= 0.8,
+            "{name}: IoU {overlap:.3}, {:?} against {want:?}",
+            face.face
+        );
+        // Turned back upright: the card's turn and ours make a whole one.
+        let card_turn = t["labels"]["rotation"].as_u64().unwrap() as u16;
+        assert_eq!(
+            (card_turn + face.rotation) % 360,
+            0,
+            "{name}: found at {}°",
+            face.rotation
+        );
+        // And it is the same person as the plain photo, by a wide margin.
+        let score = cosine_similarity(plain.descriptor.as_slice(), face.descriptor.as_slice());
+        assert!(score >= engine.threshold(), "{name}: {score}");
+    }
+}
+
+#[test]
+fn turning_is_for_references_and_can_be_switched_off() {
+    let card = read(&data("cards/card-a-rot180.jpg"));
+    let on = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let off = Config {
+        reference_rotations: false,
+        ..Config::default()
+    };
+    let off = facegate_pipeline::Engine::new(off, DeviceChoice::Cpu).unwrap();
+    let turned = on.analyze(&[&card], &[FacePolicy::Dominant]).items.remove(0).unwrap();
+    assert_eq!(turned.rotation, 180);
+    // A selfie is never turned, nor a reference with turning off: whatever the detector makes
+    // of the upside-down card, it is not the face found turned.
+    for (engine, policy) in [(&on, FacePolicy::Single), (&off, FacePolicy::Dominant)] {
+        if let Ok(face) = engine.analyze(&[&card], &[policy]).items.remove(0) {
+            assert_eq!(face.rotation, 0);
+            let same = cosine_similarity(face.descriptor.as_slice(), turned.descriptor.as_slice());
+            assert!(same < 0.9, "{policy:?}: {same}");
+        }
+    }
+}
+
+#[test]
+fn a_card_held_beside_the_face_in_a_selfie_is_refused() {
+    let engine = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let selfie = read(&data("cards/selfie-b-with-card-a.jpg"));
+    let out = engine.analyze(&[&selfie], &[FacePolicy::Single]).items.remove(0);
+    assert!(
+        matches!(out, Err(Rejection::MultipleFaces { count: 2.. })),
+        "{:?}",
+        out.map(|f| f.face)
+    );
+}
