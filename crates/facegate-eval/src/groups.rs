@@ -376,7 +376,7 @@ fn group(
                 // A genuine photo the file does not list takes its partner's group (a card
                 // photo keyed by image beside a plain probe); impostors need both people in it.
                 let unlisted = |i: usize| c.scored.same && label[i] == UNKNOWN;
-                (member(c.a) || unlisted(c.a)) && (member(c.b) || unlisted(c.b))
+                (member(c.a) || unlisted(c.a)) && (member(c.b) || unlisted(c.b)) && (member(c.a) || member(c.b))
             })
             .map(|c| c.scored)
             .collect::<Vec<_>>(),
@@ -529,6 +529,7 @@ mod tests {
             c(0, 4, false, Some(0.7)), // across groups: overall only
             c(4, 6, false, Some(0.1)), // y with unknown: overall only
             c(5, 6, true, Some(0.8)),  // genuine, y with unlisted: counts in y, a match
+            c(6, 6, true, Some(0.2)),  // genuine, both unlisted: only in unknown
         ];
         let all = ScoreSets::new(&comparisons.iter().map(|c| c.scored).collect::<Vec<_>>());
         let dims = build(GroupInputs {
@@ -580,7 +581,7 @@ mod tests {
         assert_eq!(y.at[0].fnmr.unwrap().rate, 0.5);
         assert_eq!(y.at[0].fmr, None);
         let unknown = &d.groups[2];
-        assert_eq!((unknown.people, unknown.images, unknown.genuine), (1, 1, 0));
+        assert_eq!((unknown.people, unknown.images, unknown.genuine), (1, 1, 1));
         // y (1/2) against s (0/1): their intervals overlap at a pair or two each.
         let disparity = &d.disparities[0];
         assert_eq!((disparity.highest.as_str(), disparity.lowest.as_str()), ("y", "s"));

@@ -125,3 +125,14 @@ fn a_card_held_beside_the_face_in_a_selfie_is_refused() {
         out.map(|f| f.face)
     );
 }
+
+#[test]
+fn a_portrait_washed_out_by_glare_is_refused_not_matched() {
+    // Glare over card-c's portrait leaves no face to find: the person is told so (and can
+    // retake the photo) instead of being compared on what is left.
+    assert_eq!(truth("card-c-glare")["labels"]["glare"], "on_portrait");
+    let engine = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let card = read(&data("cards/card-c-glare.jpg"));
+    let out = engine.analyze(&[&card], &[FacePolicy::Dominant]).items.remove(0);
+    assert_eq!(out.map(|f| f.face), Err(Rejection::NoFace));
+}

@@ -169,6 +169,11 @@ fn shares(s: &mut String, d: &Dimension, title: &str, of: impl Fn(&GroupFigures)
     }
 }
 
+/// The plot's size: a panel of 420 px per dimension.
+pub fn size(r: &Report) -> (u32, u32) {
+    (900, 420 * r.groups.len().max(1) as u32)
+}
+
 /// FNMR by group with interval bars, one panel per dimension; x is the threshold.
 pub fn draw<B: DrawingBackend>(root: Area<B>, r: &Report) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<B::ErrorType>| e.to_string();
@@ -211,7 +216,9 @@ pub fn draw<B: DrawingBackend>(root: Area<B>, r: &Report) -> Result<(), String> 
             .draw()
             .map_err(e)?;
         let n = d.groups.len() as f64;
-        for (k, g) in d.groups.iter().enumerate() {
+        // A group without genuine pairs (photos the file does not list, keyed by image) has
+        // nothing to draw.
+        for (k, g) in d.groups.iter().enumerate().filter(|(_, g)| g.genuine > 0) {
             let colour = if g.name == UNKNOWN {
                 RGBColor(120, 120, 120)
             } else {

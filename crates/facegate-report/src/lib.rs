@@ -46,7 +46,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     if !report.groups.is_empty() {
         put(
             "groups.svg",
-            svg("groups", |root| groups::draw(root, report))?.as_bytes(),
+            svg_sized("groups", groups::size(report), |root| groups::draw(root, report))?.as_bytes(),
         )?;
     }
     let (det, scores) = (dir.join("det.png"), dir.join("scores.png"));
@@ -55,7 +55,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     files.extend([det, scores]);
     if !report.groups.is_empty() {
         let path = dir.join("groups.png");
-        png(&path, |root| groups::draw(root, report))?;
+        png_sized(&path, groups::size(report), |root| groups::draw(root, report))?;
         files.push(path);
     }
     Ok(files)
@@ -73,23 +73,39 @@ fn register_font() {
 }
 
 fn svg(what: &str, draw: impl FnOnce(Area<SVGBackend>) -> Result<(), String>) -> Result<String, ReportError> {
+    svg_sized(what, SIZE, draw)
+}
+
+fn svg_sized(
+    what: &str,
+    size: (u32, u32),
+    draw: impl FnOnce(Area<SVGBackend>) -> Result<(), String>,
+) -> Result<String, ReportError> {
     register_font();
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
         draw(root).map_err(|e| ReportError::Draw(format!("{what}.svg"), e))?;
     }
     Ok(out)
 }
 
 fn png(path: &Path, draw: impl FnOnce(Area<BitMapBackend>) -> Result<(), String>) -> Result<(), ReportError> {
+    png_sized(path, SIZE, draw)
+}
+
+fn png_sized(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(Area<BitMapBackend>) -> Result<(), String>,
+) -> Result<(), ReportError> {
     register_font();
-    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
         draw(root).map_err(|e| ReportError::Draw(path.display().to_string(), e))?;
     }
-    image::RgbImage::from_raw(SIZE.0, SIZE.1, buf)
+    image::RgbImage::from_raw(size.0, size.1, buf)
         .expect("buffer matches the size")
         .save(path)
         .map_err(|e| ReportError::Png(path.to_path_buf(), e))
