@@ -102,7 +102,9 @@ pub struct Config {
     /// `reference_upright_score`, or landmarks with the mouth not below the eyes) is searched
     /// again turned by 90°, 180° and 270° (an ID card photographed sideways or upside down,
     /// where a detector still boxes the face, with its landmarks wrong); the turn whose chosen
-    /// face the detector is surest of wins. Probes are never turned: a selfie is taken upright.
+    /// face the detector is surest of, with its landmarks upright, wins. A detector without
+    /// landmarks turns a reference only when no usable face is found upright. Probes are
+    /// never turned: a selfie is taken upright.
     pub reference_rotations: bool,
     /// See `reference_rotations`. 0.98 is under the detector's score for 99 % of LFW's upright
     /// faces (MTCNN, 400 photos), so the other turns are tried for about one plain photo in

@@ -657,7 +657,9 @@ impl Engine {
         }
         let in_doubt = |c: &Result<Detected, Rejection>| match c {
             Err(Rejection::NoFace | Rejection::PortraitTooSmall { .. }) => true,
-            Ok(d) => d.face.score < self.config.reference_upright_score || !upright(d),
+            // Scores are comparable with the threshold only for detectors with landmarks (the
+            // one it was fitted on); others turn only when nothing usable is found upright.
+            Ok(d) => d.points.is_some() && (d.face.score < self.config.reference_upright_score || !upright(d)),
             Err(_) => false,
         };
         let retry: Vec<usize> = (0..chunk.len())
@@ -681,7 +683,8 @@ impl Engine {
                     .as_ref()
                     .map_or(upright_score(retry[k]), |b| b.detected.face.score);
                 match face {
-                    Ok(detected) if detected.face.score > to_beat => {
+                    // A turn wins only with its landmarks upright in the turned frame.
+                    Ok(detected) if detected.face.score > to_beat && upright(&detected) => {
                         let item = retry[k];
                         if let Some(mut old) = best[k].replace(Turned {
                             item,
