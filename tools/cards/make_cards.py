@@ -440,7 +440,7 @@ def holographic_overlay(card, rng):
     return card * (1 - alpha) + rgb * alpha
 
 
-def compose_card(photo, rng, ghost: bool, holo: bool):
+def compose_card(photo, rng, ghost: bool, holo: bool, print_method=None):
     """Render the flat card (RGBA) and the maps from the photo into it.
 
     Returns (card_image, info) where info has the portrait/ghost rectangles and
@@ -457,7 +457,8 @@ def compose_card(photo, rng, ghost: bool, holo: bool):
     px = int(rng.integers(34, 50))
     py = header_h + int(rng.integers(16, 30))
     box = portrait_crop_box(photo.size, rng)
-    method = "halftone" if rng.random() < 0.5 else "dither"
+    drawn = "halftone" if rng.random() < 0.5 else "dither"  # drawn even when forced: same stream
+    method = print_method or drawn
     card[py:py + ph, px:px + pw] = print_portrait(photo, box, (pw, ph), rng, method)
     a_portrait = translate(px, py) @ scale(pw / (box[2] - box[0]), ph / (box[3] - box[1])) @ translate(-box[0], -box[1])
 
@@ -814,7 +815,7 @@ def make_card_photo(photo_path, seed, frame_spec, overrides=None, name=None):
     params = draw_capture_params(rng, frame_spec)
     params.update({k: v for k, v in (overrides or {}).items() if v is not None})
     photo = load_photo(photo_path)
-    card, info = compose_card(photo, rng, params["ghost"], params["holo"])
+    card, info = compose_card(photo, rng, params["ghost"], params["holo"], params.get("print"))
     jpeg, truth = capture(card, info, rng, params)
     truth["source"] = photo_path  # as given: absolute in pairs mode, repo-relative for fixtures
     truth["source_size"] = list(photo.size)
@@ -884,11 +885,12 @@ def run_pairs(args):
             pc.write("%s\t%s\t%d\t%s\t%s\n" % (probe, card_of[ref], same, pname, rname))
             pp.write("%s\t%s\t%d\t%s\t%s\n" % (probe, ref, same, pname, rname))
     with open(os.path.join(out, "conditions.tsv"), "w") as fh:
-        fh.write("image\trotation\tglare\tblur\tsize\tghost\tframe\n")
+        fh.write("image\trotation\tglare\tblur\tsize\tghost\tframe\tprint\tholo\n")
         for _, dst, _, _, _ in jobs:
             lb = truths[dst]["labels"]
-            fh.write("%s\t%d\t%s\t%s\t%s\t%s\t%s\n" % (dst, lb["rotation"], lb["glare"], lb["blur"],
-                                                       lb["size"], lb["ghost"], lb["frame"]))
+            fh.write("%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" % (dst, lb["rotation"], lb["glare"], lb["blur"],
+                                                               lb["size"], lb["ghost"], lb["frame"], lb["print"],
+                                                               lb["holo"]))
     write_json(os.path.join(out, "truth.json"),
                {"tool": "make_cards.py", "version": TOOL_VERSION, "seed": args.seed, "frame": args.frame,
                 "pairs": os.path.abspath(args.pairs), "cards": {d: truths[d] for _, d, _, _, _ in jobs}})
@@ -926,6 +928,7 @@ def run_single(args):
         "perspective_max": args.perspective,
         "jpeg_quality": args.jpeg_quality,
         "noise_sigma": args.noise_sigma,
+        "print": args.print_method,
     }
     jpeg, truth = make_card_photo(args.photo, args.seed, frame, overrides)
     with open(args.out_image, "wb") as fh:
@@ -1005,6 +1008,8 @@ def main(argv=None):
     s.add_argument("--rotation", type=int, choices=ROTATIONS)
     s.add_argument("--glare", choices=GLARES)
     s.add_argument("--blur", choices=BLURS)
+    s.add_argument("--print", dest="print_method", choices=("halftone", "dither"),
+                   help="how the portrait is printed (default: drawn, half each)")
     s.add_argument("--card-fraction", type=float, help="card long side / frame width (default 0.30-0.80)")
     s.add_argument("--tilt", type=float, help="max in-plane tilt in degrees, drawn from +-DEG (default 10)")
     s.add_argument("--perspective", type=float, help="max out-of-plane angle per axis, +-DEG (default 20)")

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `Config::reference_screen_strength`'s default: fitted on LFW DevTrain (see README).
+pub const SCREEN_STRENGTH: f32 = 0.35;
+
 /// Which detector finds the faces and their landmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +113,15 @@ pub struct Config {
     /// faces (MTCNN, 400 photos), so the other turns are tried for about one plain photo in
     /// a hundred.
     pub reference_upright_score: f32,
+    /// A reference face printed with a halftone screen (an ID card's portrait: evenly spaced
+    /// peaks in the autocorrelation of its fine detail) is blurred by half the screen's period
+    /// around the face and found again, so the networks see the face and not the dots.
+    pub reference_descreen: bool,
+    /// See `reference_descreen`: the autocorrelation a lattice peak needs (0..1) to be a screen.
+    pub reference_screen_strength: f32,
+    /// See `reference_descreen`: the blur's σ as a fraction of the screen's period (0.5
+    /// leaves under 1 % of the screen's fundamental).
+    pub reference_descreen_sigma: f32,
     /// Minimum sharpness (variance of the Laplacian of the 150 px face crop); 0 disables.
     pub min_sharpness: f32,
     /// Maximum |yaw| estimated from landmarks (0 = frontal, 1 = full profile); 0 disables.
@@ -157,6 +169,9 @@ impl Default for Config {
             reference_dominance: 2.0,
             reference_rotations: true,
             reference_upright_score: 0.98,
+            reference_descreen: true,
+            reference_screen_strength: SCREEN_STRENGTH,
+            reference_descreen_sigma: 0.5,
             min_sharpness: 0.0,
             max_yaw: 0.0,
             alignment: Alignment::DlibChip,
@@ -219,6 +234,11 @@ impl Config {
         }
         if !(12.0..=f64::MAX).contains(&self.mtcnn_min_face_px) || !(0.0..1.0).contains(&self.mtcnn_min_face_fraction) {
             return bad("mtcnn_min_face_px must be at least 12 (P-Net's window) and mtcnn_min_face_fraction in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.reference_screen_strength)
+            || !(0.1..=2.0).contains(&self.reference_descreen_sigma)
+        {
+            return bad("reference_screen_strength must be in [0, 1] and reference_descreen_sigma in [0.1, 2]");
         }
         if !(0.1..0.95).contains(&self.mtcnn_factor) {
             return bad("mtcnn_factor must be in [0.1, 0.95)");

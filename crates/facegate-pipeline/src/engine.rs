@@ -18,6 +18,7 @@ use zeroize::Zeroize;
 
 use crate::align::yaw;
 use crate::decode::{Photo, decode_photo};
+use crate::descreen;
 use crate::device::{DeviceChoice, SelectedDevice, select};
 use crate::imageops::{self, Rect};
 use crate::resident;
@@ -57,6 +58,9 @@ pub struct Face {
     /// How far the photo was turned, clockwise in degrees, before the face was found upright
     /// (a reference photographed sideways: see `Config::reference_rotations`); 0 mostly.
     pub rotation: u16,
+    /// The σ, in image pixels, of the Gaussian that took a halftone screen off the face before
+    /// it was measured (see `Config::reference_descreen`); 0 when none was found.
+    pub descreened: f32,
 }
 
 impl Face {
@@ -65,6 +69,7 @@ impl Face {
         if scale != 1.0 {
             self.face = self.face.in_original(scale);
             self.landmarks.iter_mut().flatten().for_each(|v| *v /= scale);
+            self.descreened /= scale;
             self.aligned = self.aligned.map(|r| Rect {
                 x: (r.x as f32 / scale).round() as u32,
                 y: (r.y as f32 / scale).round() as u32,
@@ -459,6 +464,7 @@ impl Engine {
                 sharpness,
                 row,
                 turn: Turn::NONE,
+                descreened: 0.0,
             });
         }
         let embeddings = (!faces.is_empty()).then(|| self.stages.embedding.forward(batches));
@@ -598,6 +604,7 @@ impl Engine {
                 .collect();
             let t = Instant::now();
             let mut turned = self.turn_references(chunk, pols, &mut chosen);
+            self.descreen_references(chunk, pols, &mut chosen, &mut turned);
             timings.detect_ms += ms(t);
             let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
             let turned_of = |i: usize| turned.iter().find(|t| t.item == i);
@@ -611,12 +618,14 @@ impl Engine {
             // `measured` follows the order of the chosen faces; rows continue across batches.
             let (measured, batch_embeddings) = self.measure(&faces_in, &mut timings);
             drop(faces_in);
-            // Faces found on a turned copy, in the photo's own pixels.
+            // Faces found on a turned or descreened copy, in the photo's own pixels.
             let measured: Vec<Option<Measured>> = (wanted.iter().zip(measured))
                 .map(|(&i, m)| match (m, turned_of(i)) {
                     (Some(m), Some(t)) => {
                         let img = chunk[i].as_ref().unwrap();
-                        Some(m.turned_back(t.turn, img.width(), img.height()))
+                        let mut m = m.turned_back(t.turn, img.width(), img.height());
+                        m.descreened = t.sigma;
+                        Some(m)
                     }
                     (m, _) => m,
                 })
@@ -691,6 +700,7 @@ impl Engine {
                             turn,
                             image,
                             detected,
+                            sigma: 0.0,
                         }) {
                             turn::wipe(&mut old.image);
                         }
@@ -704,6 +714,77 @@ impl Engine {
             chosen[t.item] = Ok(t.detected);
         }
         turned
+    }
+
+    /// For each reference whose chosen face shows a halftone screen (see
+    /// `Config::reference_descreen`), blur a copy of its photo (turned, where it was) around
+    /// the face by half the screen's period and detect again; the face found there, upright,
+    /// replaces the first. The copies that won join `turned`; the caller wipes them.
+    fn descreen_references(
+        &self,
+        chunk: &[Result<&RgbImage, &Rejection>],
+        policies: &[FacePolicy],
+        chosen: &mut [Result<Detected, Rejection>],
+        turned: &mut Vec<Turned>,
+    ) {
+        if !self.config.reference_descreen {
+            return;
+        }
+        let mut copies: Vec<(usize, Turn, RgbImage, f32)> = Vec::new();
+        for i in 0..chunk.len() {
+            let Ok(d) = &chosen[i] else { continue };
+            if policies[i] != FacePolicy::Dominant {
+                continue;
+            }
+            let (image, turn) = turned
+                .iter()
+                .find(|t| t.item == i)
+                .map_or((*chunk[i].as_ref().unwrap(), Turn::NONE), |t| (&t.image, t.turn));
+            let Some(screen) = descreen::find_screen(image, &d.face) else {
+                continue;
+            };
+            if screen.strength < self.config.reference_screen_strength {
+                continue;
+            }
+            // The face and as much again on each side: what the detector and the crops read.
+            let f = &d.face;
+            let around = Rect::clip(
+                (f.x - f.width) as f64,
+                (f.y - f.height) as f64,
+                3.0 * f.width as f64,
+                3.0 * f.height as f64,
+                image.width(),
+                image.height(),
+            );
+            let Some(around) = around else { continue };
+            let mut copy = image.clone();
+            let sigma = self.config.reference_descreen_sigma * screen.period;
+            descreen::blur_rect(&mut copy, around, sigma);
+            copies.push((i, turn, copy, sigma));
+        }
+        if copies.is_empty() {
+            return;
+        }
+        let found = self.detect(&copies.iter().map(|c| &c.2).collect::<Vec<_>>());
+        for ((item, turn, mut image, sigma), faces) in copies.into_iter().zip(found) {
+            let (w, h) = (image.width(), image.height());
+            match choose(&self.config, &faces, FacePolicy::Dominant, w, h) {
+                Ok(detected) if upright(&detected) => {
+                    chosen[item] = Ok(detected);
+                    if let Some(at) = turned.iter().position(|t| t.item == item) {
+                        turn::wipe(&mut turned.swap_remove(at).image);
+                    }
+                    turned.push(Turned {
+                        item,
+                        turn,
+                        image,
+                        detected,
+                        sigma,
+                    });
+                }
+                _ => turn::wipe(&mut image),
+            }
+        }
     }
 
     fn check_quality(&self, face: &Measured) -> Result<(), Rejection> {
@@ -856,14 +937,18 @@ struct Measured {
     yaw: f32,
     row: usize,
     turn: Turn,
+    /// See `Face::descreened`.
+    descreened: f32,
 }
 
-/// A reference's face found on a turned copy of its photo.
+/// A reference's face found on a copy of its photo: turned, descreened, or both.
 struct Turned {
     item: usize,
     turn: Turn,
     image: RgbImage,
     detected: Detected,
+    /// The descreening blur's σ in the copy's pixels; 0 when only turned.
+    sigma: f32,
 }
 
 /// A face to describe: its item, landmarks, and how each embedder's crop is cut.
@@ -884,6 +969,7 @@ impl Measured {
             sharpness: self.sharpness,
             yaw: self.yaw,
             rotation: self.turn.degrees(),
+            descreened: self.descreened,
         }
     }
 

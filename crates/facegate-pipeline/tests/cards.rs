@@ -136,3 +136,49 @@ fn a_portrait_washed_out_by_glare_is_refused_not_matched() {
     let out = engine.analyze(&[&card], &[FacePolicy::Dominant]).items.remove(0);
     assert_eq!(out.map(|f| f.face), Err(Rejection::NoFace));
 }
+
+#[test]
+fn a_halftone_portrait_is_descreened_and_matches_its_photo_better() {
+    let t = truth("card-a-halftone");
+    assert_eq!(t["labels"]["print"], "halftone");
+    let on = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let off = Config {
+        reference_descreen: false,
+        ..Config::default()
+    };
+    let off = facegate_pipeline::Engine::new(off, DeviceChoice::Cpu).unwrap();
+    let card = read(&data("cards/card-a-halftone.jpg"));
+    let analyse = |engine: &Engine, bytes: &[u8]| {
+        engine
+            .analyze(&[bytes], &[FacePolicy::Dominant])
+            .items
+            .remove(0)
+            .unwrap()
+    };
+    let plain = analyse(&on, &read(&data("face-a.png")));
+    // The plain photo has no screen to take off; the card's portrait has one.
+    assert_eq!(plain.descreened, 0.0);
+    let (descreened, screened) = (analyse(&on, &card), analyse(&off, &card));
+    assert_eq!(screened.descreened, 0.0);
+    // The generator's screen, 3.5–6 px on its 1012 px card, is 2.2–3.8 px in this photo
+    // (card 0.6 of 1200 px): σ is half of it.
+    let card_px = 0.6 * 1200.0 / 1012.0;
+    assert!(
+        (0.5 * 3.5 * card_px * 0.9..=0.5 * 6.0 * card_px * 1.1).contains(&(descreened.descreened as f64)),
+        "σ {}",
+        descreened.descreened
+    );
+    let want = expected_box(&on, "face-a.png", &t["H"]);
+    assert!(
+        iou(want, descreened.face) >= 0.8,
+        "{:?} against {want:?}",
+        descreened.face
+    );
+    let score = |f: &facegate_pipeline::Face| cosine_similarity(plain.descriptor.as_slice(), f.descriptor.as_slice());
+    assert!(
+        score(&descreened) > score(&screened) + 0.05,
+        "descreened {} against {}",
+        score(&descreened),
+        score(&screened)
+    );
+}

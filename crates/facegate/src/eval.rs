@@ -35,6 +35,11 @@ pub struct EvalArgs {
     /// wgpu), not only the listed impostor pairs; genuine pairs stay the listed ones.
     #[arg(long)]
     all_pairs: bool,
+    /// With --all-pairs, only pairs of a photo listed as a probe and one listed as a reference,
+    /// as the deployed check compares them: for lists whose references are another kind of
+    /// photo (ID-card photos, whose shared print and design make them look alike).
+    #[arg(long, requires = "all_pairs")]
+    cross_roles: bool,
     /// Target false match rates of the operating points.
     #[arg(long, value_delimiter = ',', default_value = "1e-2,1e-3,1e-4")]
     target_fmr: Vec<f64>,
@@ -231,10 +236,17 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
         let matrix = engine.score_matrix(&templates);
         let n = with_template.len();
         let mut comparisons: Vec<Comparison> = listed_scores.iter().filter(|c| c.scored.same).copied().collect();
+        let (mut probe, mut reference) = (vec![false; images.len()], vec![false; images.len()]);
+        for &(a, b, _) in &listed {
+            probe[a] = true;
+            reference[b] = true;
+        }
+        let roles_meet =
+            |a: usize, b: usize| !args.cross_roles || (probe[a] && reference[b]) || (reference[a] && probe[b]);
         for x in 0..n {
             for y in x + 1..n {
                 let (a, b) = (with_template[x], with_template[y]);
-                if people[a] != people[b] {
+                if people[a] != people[b] && roles_meet(a, b) {
                     comparisons.push(Comparison {
                         a,
                         b,
@@ -247,7 +259,12 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
             }
         }
         let label = format!(
-            "all-vs-all: every pair of the {n} photos with a template that show different people ({})",
+            "all-vs-all: every pair of the {n} photos with a template that show different people{} ({})",
+            if args.cross_roles {
+                ", one listed as a probe and the other as a reference"
+            } else {
+                ""
+            },
             if engine.on_gpu() {
                 "WGSL 1:N scan kernel"
             } else {

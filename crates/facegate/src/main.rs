@@ -229,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
                         "sharpness": face.as_ref().ok().map(|f| f.sharpness),
                         "yaw": face.as_ref().ok().map(|f| f.yaw),
                         "rotation": face.as_ref().ok().map(|f| f.rotation),
+                        "descreened": face.as_ref().ok().map(|f| f.descreened),
                         "error": error, "model": engine.model_version(),
                     });
                     println!("{v}");

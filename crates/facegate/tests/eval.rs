@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{cosine, run, shared};
+use common::{cosine, data, run, shared};
 
 /// Regression floors under the measured values (README "Accuracy"; MTCNN, ArcFace template,
 /// faceplugin's MobileFaceNet-512): LFW DevTest 99.2 % at the DevTrain threshold, 99.4 % best,
@@ -297,6 +297,85 @@ fn compare_puts_two_reports_side_by_side() {
         assert!(row.contains(&format!("{:.2} %", 100.0 * fnmr)), "{row}");
     }
     assert!(out.join("compare-det.png").is_file() && out.join("compare-det.svg").is_file());
+}
+
+/// `--cross-roles`: all-vs-all impostors are only a listed probe against a listed reference
+/// (selfie against ID-card photo), each scored as `embed`'s descriptors give it; without it,
+/// probes of different people are compared with each other too.
+#[test]
+fn cross_roles_keeps_only_probe_against_reference_impostors() {
+    let probes = ["face-a.png", "face-b.png", "face-d.png", "face-e.png"];
+    let cards = [
+        "cards/card-a-ghost.jpg",
+        "cards/card-a-halftone.jpg",
+        "cards/card-a-rot90.jpg",
+    ];
+    let path = |n: &str| data(n).display().to_string();
+    // face-a and its cards show person a; face-b, -d, -e three others.
+    fn person(n: &str) -> &str {
+        if n.contains("card-a") { "a" } else { &n[5..6] }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("pairs.tsv");
+    let mut tsv = "probe\treference\tsame\tprobe_person\treference_person\n".to_string();
+    for (p, c) in probes.iter().zip(cards.iter().cycle()) {
+        let same = u8::from(person(p) == "a");
+        tsv += &format!("{}\t{}\t{same}\t{}\ta\n", path(p), path(c), person(p));
+    }
+    std::fs::write(&list, tsv).unwrap();
+    let list = list.to_str().unwrap();
+    let base = ["eval", "--pairs", list, "--device", "cpu", "--json", "--all-pairs"];
+    let report = |extra: &[&str]| -> serde_json::Value {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        serde_json::from_slice(&run(&args).stdout).expect("JSON")
+    };
+    let (cross, all) = (report(&["--cross-roles"]), report(&[]));
+
+    let names: Vec<&str> = probes.iter().chain(&cards).copied().collect();
+    let mut args = vec!["embed", "--json", "--device", "cpu"];
+    let paths: Vec<String> = names.iter().map(|n| path(n)).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = String::from_utf8(run(&args).stdout).unwrap();
+    let template: Vec<Vec<f64>> = out
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            let d = e["descriptor"].as_array().expect("every photo here has a face");
+            d.iter().map(|x| x.as_f64().unwrap()).collect()
+        })
+        .collect();
+    let threshold = cross["threshold"].as_f64().unwrap();
+    let impostors = |cross_only: bool| {
+        let mut scores = vec![];
+        for i in 0..names.len() {
+            for j in i + 1..names.len() {
+                let one_of_each = (i < probes.len()) != (j < probes.len());
+                if person(names[i]) != person(names[j]) && (one_of_each || !cross_only) {
+                    scores.push(cosine(&template[i], &template[j]));
+                }
+            }
+        }
+        scores
+    };
+    for (r, cross_only) in [(&cross, true), (&all, false)] {
+        let want = impostors(cross_only);
+        let at = &r["at_threshold"];
+        assert_eq!(
+            at["impostor"].as_u64().unwrap() as usize,
+            want.len(),
+            "cross {cross_only}"
+        );
+        let false_matches = want.iter().filter(|&&s| s >= threshold).count();
+        let fmr = at["fmr"].as_f64().unwrap();
+        assert!(
+            (fmr - false_matches as f64 / want.len() as f64).abs() < 1e-12,
+            "cross {cross_only}: {fmr}"
+        );
+    }
+    // Three impostor people against person a's three cards; all-vs-all adds b, d, e and a's
+    // photo against each other.
+    assert_eq!(impostors(true).len(), 9);
+    assert_eq!(impostors(false).len(), 15);
 }
 
 /// `--groups`: each group's FNMR and FRR at an operating point equal a separate run of
