@@ -180,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/verify/batch", post(verify_batch));
     let mut open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/health", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/openapi.json", get(openapi));
     // Decision and rejection counts are the authority's business: behind the keys when there
@@ -193,6 +194,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(api)
         .merge(open)
+        // Every 4xx in the documented envelope, an unknown route or method included.
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+            .into_response()
+        })
         // Refuse an oversized body from its Content-Length before reading it; a body without
         // one is cut off at the same size while it streams (413 from the extractors).
         .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
@@ -608,7 +619,7 @@ fn log_decision(state: &AppState, caller: &Caller, item: Option<usize>, v: &Veri
         request_id = caller.request_id,
         client = caller.client,
         item,
-        decision = ?v.decision,
+        decision = v.decision.as_str(),
         score = v.score,
         threshold = v.threshold,
         reasons = reasons.join(","),

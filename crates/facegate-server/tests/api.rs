@@ -362,7 +362,11 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
     assert_eq!(doc, serde_json::from_str::<Value>(OPENAPI).unwrap());
     let schemas = Schemas::load();
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 6);
+    assert_eq!(paths.len(), 7);
+    // What client generators need: image parts as binary files, and a server to call.
+    let parts = &paths["/v1/verify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"];
+    assert!(["probe", "reference"].iter().all(|p| parts[p]["format"] == "binary"));
+    assert!(doc["servers"][0]["url"].as_str().is_some_and(|u| u.starts_with("http")));
     for (path, ops) in paths {
         for method in ["get", "post", "put", "delete"] {
             let resp = http
@@ -386,13 +390,25 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
                         schemas.check(schema.rsplit('/').next().unwrap(), &body);
                     }
                 }
-                None => assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}"),
+                // Refused in the documented envelope, like every other 4xx.
+                None => {
+                    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                    let body: Value = resp.json().await.unwrap();
+                    schemas.check("ErrorResponse", &body);
+                    assert_eq!(body["error"]["code"], "method_not_allowed");
+                }
             }
         }
     }
-    // An undocumented path is not served.
+    // An undocumented path is not served, and says so in the envelope.
     let resp = http.get(format!("{base}/v1/identify")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.unwrap();
+    schemas.check("ErrorResponse", &body);
+    assert_eq!(body["error"]["code"], "not_found");
+    // Liveness under the name other servers use too.
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok");
     service.shutdown().await;
 }
 

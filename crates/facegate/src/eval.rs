@@ -189,6 +189,15 @@ fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Repo
     // Read before the long part, so a bad file fails at once.
     let group_file = args.groups.as_deref().map(read_groups).transpose()?;
     let (images, people) = identities(&pairs);
+    // A wrong --images folder would otherwise "measure" 0 % accuracy on unreadable files.
+    if let Some(first) = images.first().filter(|_| images.iter().all(|p| !p.is_file())) {
+        bail!(
+            "none of the {} photos the list names is a file (the first would be {}); \
+             --images DIR must be the folder that holds them as the list names them",
+            images.len(),
+            first.display()
+        );
+    }
     let start = std::time::Instant::now();
 
     // Each distinct photo is analysed once.

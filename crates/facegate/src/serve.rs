@@ -102,7 +102,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn init_logs(file: Option<&PathBuf>) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG").unwrap_or_else(|_| "info".into());
+    // FACEGATE_LOG, else the RUST_LOG operators set for any Rust service, else info.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -378,6 +378,45 @@ fn cross_roles_keeps_only_probe_against_reference_impostors() {
     assert_eq!(impostors(false).len(), 15);
 }
 
+/// A list whose photos are all missing (a wrong `--images` folder) is an error naming where it
+/// looked, not a report of 0 % accuracy.
+#[test]
+fn a_list_of_missing_photos_is_an_error_not_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("pairs.tsv");
+    std::fs::write(&list, "probe\treference\tsame\nface-a.png\tface-a.jpg\t1\n").unwrap();
+    let wrong = dir.path().display().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args([
+            "eval",
+            "--device",
+            "cpu",
+            "--pairs",
+            list.to_str().unwrap(),
+            "--images",
+            &wrong,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("none of the 2 photos") && stderr.contains(&wrong),
+        "{stderr}"
+    );
+    // The same list against the folder that holds them runs.
+    let right = data("face-a.png").parent().unwrap().display().to_string();
+    run(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--pairs",
+        list.to_str().unwrap(),
+        "--images",
+        &right,
+    ]);
+}
+
 /// `--groups`: each group's FNMR and FRR at an operating point equal a separate run of
 /// `facegate eval` on only that group's genuine pairs at the same threshold; people the group
 /// file does not list are counted as `unknown`, never dropped.

@@ -188,8 +188,16 @@ fn nothing_biometric_reaches_logs_or_disk_and_sigterm_loses_nothing() {
     assert_eq!(verifications, answered + 1, "one log line per answered verification");
     assert!(log_text.contains("\"item\":0"), "the batch pair's line names its index");
     for l in log_text.lines() {
-        serde_json::from_str::<serde_json::Value>(l).expect("every log line is JSON");
+        let line: serde_json::Value = serde_json::from_str(l).expect("every log line is JSON");
+        // Decisions spelled as the API spells them, so one grep finds both.
+        if let Some(d) = line["fields"]["decision"].as_str().or(line["decision"].as_str()) {
+            assert!(["match", "no_match", "rejected"].contains(&d), "{l}");
+        }
     }
+    assert!(
+        log_text.contains("\"decision\":\"match\""),
+        "a match was logged as `match`"
+    );
 
     let mut files = Vec::new();
     files_under(&work, &mut files);
