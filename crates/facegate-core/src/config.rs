@@ -119,6 +119,9 @@ pub struct Config {
     pub reference_descreen: bool,
     /// See `reference_descreen`: the autocorrelation a lattice peak needs (0..1) to be a screen.
     pub reference_screen_strength: f32,
+    /// See `reference_descreen`: the fewest screen periods across the face box (a print screen
+    /// is fine against the face; JPEG's 8-pixel blocks on a small face are not).
+    pub reference_screen_min_periods: f32,
     /// See `reference_descreen`: the blur's σ as a fraction of the screen's period (0.5
     /// leaves under 1 % of the screen's fundamental).
     pub reference_descreen_sigma: f32,
@@ -171,6 +174,7 @@ impl Default for Config {
             reference_upright_score: 0.98,
             reference_descreen: true,
             reference_screen_strength: SCREEN_STRENGTH,
+            reference_screen_min_periods: 22.0,
             reference_descreen_sigma: 0.5,
             min_sharpness: 0.0,
             max_yaw: 0.0,
@@ -237,8 +241,11 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.reference_screen_strength)
             || !(0.1..=2.0).contains(&self.reference_descreen_sigma)
+            || !(0.0..=1000.0).contains(&self.reference_screen_min_periods)
         {
-            return bad("reference_screen_strength must be in [0, 1] and reference_descreen_sigma in [0.1, 2]");
+            return bad(
+                "reference_screen_strength must be in [0, 1], reference_descreen_sigma in [0.1, 2], reference_screen_min_periods in [0, 1000]",
+            );
         }
         if !(0.1..0.95).contains(&self.mtcnn_factor) {
             return bad("mtcnn_factor must be in [0.1, 0.95)");

@@ -743,7 +743,13 @@ impl Engine {
             let Some(screen) = descreen::find_screen(image, &d.face) else {
                 continue;
             };
-            if screen.strength < self.config.reference_screen_strength {
+            // A lattice coarse against the face is not a print screen (LFW's JPEG blocks,
+            // resampled, have 13–17 periods across the box), and blurring it would take the
+            // face's features with it.
+            let periods = d.face.width.min(d.face.height) / screen.period;
+            if screen.strength < self.config.reference_screen_strength
+                || periods < self.config.reference_screen_min_periods
+            {
                 continue;
             }
             // The face and as much again on each side: what the detector and the crops read.
