@@ -155,9 +155,14 @@ pub struct Matcher {
 impl Matcher {
     /// Open a device on the best adapter (real hardware first, software such as lavapipe
     /// otherwise) with the adapter's own limits rather than wgpu's conservative defaults.
+    /// Only the primary backends (Vulkan, Metal, DX12): wgpu's GL backend deadlocks under
+    /// concurrent use on Mesa's llvmpipe, and a machine with GL alone has no GPU worth it.
     pub fn new() -> Result<Self, KernelError> {
-        let instance = wgpu::Instance::default();
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::PRIMARY,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
         let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
             wgpu::DeviceType::DiscreteGpu => 0,
             wgpu::DeviceType::IntegratedGpu => 1,

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use facegate_kernels::{Gallery, Hit, KernelError, MAX_K, Matcher, Storage, reference};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 const F32_TOL: f64 = 1e-5;
 const F16_TOL: f64 = 2e-3;
@@ -131,7 +132,15 @@ fn storage() -> impl Strategy<Value = Storage> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // Failing cases are kept under target/, never written into the source tree.
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_TARGET_TMPDIR"),
+            "/kernels.proptest-regressions"
+        )))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn pairs_match_the_f64_reference(

@@ -48,10 +48,15 @@ pub struct SharedWgpu {
     pub adapter: wgpu::AdapterInfo,
 }
 
-/// The adapters wgpu can see: (name, device type, backend).
+/// The adapters wgpu can see on its primary backends (Vulkan, Metal, DX12): (name, device
+/// type, backend). GL is left out: wgpu's GL backend deadlocks under concurrent use on Mesa's
+/// llvmpipe, so a machine with GL alone runs on the CPU.
 pub fn wgpu_adapters() -> Vec<wgpu::AdapterInfo> {
-    let instance = wgpu::Instance::default();
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::PRIMARY,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
         .into_iter()
         .map(|a| a.get_info())
         .collect()
