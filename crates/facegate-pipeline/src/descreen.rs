@@ -32,9 +32,10 @@ pub struct Screen {
 }
 
 impl Screen {
-    /// The Gaussian σ, in the photo's pixels, that removes this screen.
-    pub fn sigma(&self) -> f32 {
-        0.5 * self.period
+    /// The Gaussian σ, in the photo's pixels, of `fraction` of the period (0.5 leaves under
+    /// 1 % of the screen's fundamental: `Config::reference_descreen_sigma`).
+    pub fn sigma(&self, fraction: f32) -> f32 {
+        fraction * self.period
     }
 }
 
@@ -324,7 +325,7 @@ mod tests {
             (column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / column.len() as f64).sqrt()
         };
         let before = ripple(&img);
-        blur_rect(&mut img, rect, screen.sigma());
+        blur_rect(&mut img, rect, screen.sigma(0.5));
         let after = ripple(&img);
         assert!(
             before > 50.0 && after < 0.03 * before,

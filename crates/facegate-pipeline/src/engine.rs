@@ -764,7 +764,7 @@ impl Engine {
             );
             let Some(around) = around else { continue };
             let mut copy = image.clone();
-            let sigma = self.config.reference_descreen_sigma * screen.period;
+            let sigma = screen.sigma(self.config.reference_descreen_sigma);
             descreen::blur_rect(&mut copy, around, sigma);
             copies.push((i, turn, copy, sigma));
         }

@@ -386,16 +386,12 @@ fn a_list_of_missing_photos_is_an_error_not_a_report() {
     let list = dir.path().join("pairs.tsv");
     std::fs::write(&list, "probe\treference\tsame\nface-a.png\tface-a.jpg\t1\n").unwrap();
     let wrong = dir.path().display().to_string();
+    let args = |folder: &str| {
+        let list = list.to_str().unwrap().to_string();
+        ["eval", "--device", "cpu", "--pairs", &list, "--images", folder].map(String::from)
+    };
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args([
-            "eval",
-            "--device",
-            "cpu",
-            "--pairs",
-            list.to_str().unwrap(),
-            "--images",
-            &wrong,
-        ])
+        .args(args(&wrong))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -406,15 +402,8 @@ fn a_list_of_missing_photos_is_an_error_not_a_report() {
     );
     // The same list against the folder that holds them runs.
     let right = data("face-a.png").parent().unwrap().display().to_string();
-    run(&[
-        "eval",
-        "--device",
-        "cpu",
-        "--pairs",
-        list.to_str().unwrap(),
-        "--images",
-        &right,
-    ]);
+    let right = args(&right);
+    run(&right.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 /// `--groups`: each group's FNMR and FRR at an operating point equal a separate run of
