@@ -22,6 +22,8 @@ pub enum Decision {
 }
 
 impl Decision {
+    pub const ALL: [Decision; 3] = [Self::Match, Self::NoMatch, Self::Rejected];
+
     /// The name as serialised (`match`, `no_match`, `rejected`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,6 +84,20 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Every code [`Rejection::code`] gives (metrics start each at zero).
+    pub const CODES: &[&str] = &[
+        "empty_image",
+        "unsupported_format",
+        "corrupt_image",
+        "image_too_large",
+        "no_face",
+        "multiple_faces",
+        "face_too_small",
+        "document_portrait_too_small",
+        "blurred",
+        "turned_away",
+    ];
+
     /// The machine-readable code, as serialised.
     pub fn code(&self) -> &'static str {
         match self {
@@ -235,6 +251,33 @@ mod tests {
         };
         assert_eq!(serde_json::to_value(&portrait).unwrap()["code"], portrait.code());
         assert_eq!(portrait.code(), "document_portrait_too_small");
+    }
+
+    #[test]
+    fn codes_lists_every_variants_serialised_code_once() {
+        let every = [
+            Rejection::EmptyImage,
+            Rejection::UnsupportedFormat,
+            Rejection::CorruptImage { detail: String::new() },
+            Rejection::ImageTooLarge {
+                width: 1,
+                height: 1,
+                max_pixels: 1,
+            },
+            Rejection::NoFace,
+            Rejection::MultipleFaces { count: 2 },
+            Rejection::FaceTooSmall { size_px: 1, min_px: 2 },
+            Rejection::PortraitTooSmall { size_px: 1, min_px: 2 },
+            Rejection::Blurred {
+                sharpness: 0.0,
+                min_sharpness: 1.0,
+            },
+            Rejection::TurnedAway { yaw: 1.0, max_yaw: 0.5 },
+        ];
+        let serialised: Vec<String> = (every.iter())
+            .map(|r| serde_json::to_value(r).unwrap()["code"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(serialised, Rejection::CODES);
     }
 
     #[test]

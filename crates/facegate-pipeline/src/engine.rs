@@ -331,6 +331,11 @@ impl Engine {
         &self.model_version
     }
 
+    /// The cards of the models this engine runs: detector, landmark net (if any), embedders.
+    pub fn model_cards(&self) -> &[facegate_models::Card] {
+        &self.stages.cards
+    }
+
     fn device(&self) -> &Device {
         &self.device.device
     }

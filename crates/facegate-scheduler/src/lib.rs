@@ -22,7 +22,7 @@ mod metrics;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -144,6 +144,9 @@ pub enum ScheduleError {
 }
 
 impl ScheduleError {
+    /// Every code [`ScheduleError::code`] gives.
+    pub const CODES: [&str; 4] = ["overloaded", "timed_out", "shutting_down", "device_failed"];
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::Overloaded { .. } => "overloaded",
@@ -176,8 +179,32 @@ struct Job<B: Backend> {
     answer: oneshot::Sender<Answer<B::Response>>,
     // Returned when the job is dropped, i.e. answered: admission counts unanswered requests
     // and the bytes they hold.
-    _admitted: OwnedSemaphorePermit,
+    _admitted: Admitted,
     _bytes: ByteShare,
+}
+
+/// A place in the queue, counted while held. The count, not the semaphore's free permits, is
+/// what `in_flight` reports: while `shutdown` drains, its own `acquire_many` collects the
+/// permits as they come back, so the free count reads zero with few requests left.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    count: Arc<AtomicUsize>,
+}
+
+impl Admitted {
+    fn new(permit: OwnedSemaphorePermit, count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self {
+            _permit: permit,
+            count: count.clone(),
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<B: Backend> Job<B> {
@@ -228,6 +255,8 @@ struct Inner<B: Backend> {
     backend: Arc<B>,
     config: SchedulerConfig,
     admission: Arc<Semaphore>,
+    /// Requests holding a place (see [`Admitted`]).
+    admitted: Arc<AtomicUsize>,
     /// `max_queued_bytes`.
     bytes: ByteBudget,
     prepare: Arc<Semaphore>,
@@ -288,6 +317,7 @@ impl<B: Backend> Scheduler<B> {
             inner: Arc::new(Inner {
                 backend,
                 admission: Arc::new(Semaphore::new(config.queue_capacity)),
+                admitted: Arc::new(AtomicUsize::new(0)),
                 bytes: ByteBudget::new(config.max_queued_bytes),
                 prepare: Arc::new(Semaphore::new(workers)),
                 config,
@@ -317,7 +347,7 @@ impl<B: Backend> Scheduler<B> {
 
     /// Requests accepted and not yet answered.
     pub fn in_flight(&self) -> usize {
-        self.inner.config.queue_capacity - self.inner.admission.available_permits()
+        self.inner.admitted.load(Ordering::SeqCst)
     }
 
     /// Bytes the accepted, unanswered requests are charged for (KiB granularity).
@@ -384,7 +414,7 @@ impl<B: Backend> Scheduler<B> {
             retry_after_ms: inner.config.retry_after_ms,
         };
         let size = inner.backend.held_bytes(&request);
-        let (admitted, bytes) = match admission {
+        let (permit, bytes) = match admission {
             Admission::Now => (
                 (inner.admission.clone().try_acquire_owned()).map_err(|_| overloaded.clone())?,
                 inner.bytes.try_take(size).ok_or(overloaded)?,
@@ -395,6 +425,7 @@ impl<B: Backend> Scheduler<B> {
                 inner.bytes.take(size).await.ok_or(ScheduleError::ShuttingDown)?,
             ),
         };
+        let admitted = Admitted::new(permit, &inner.admitted);
 
         // Shed load early: a request that the work already admitted ahead of it would keep
         // past its deadline is refused now, with the time the queue needs, rather than
@@ -404,7 +435,7 @@ impl<B: Backend> Scheduler<B> {
         let per = inner.service_us.load(Ordering::Relaxed) / inner.config.device_workers as u64
             + inner.prepare_us.load(Ordering::Relaxed) / inner.prepare_workers;
         if let Some(deadline) = deadline {
-            let ahead = (inner.config.queue_capacity - inner.admission.available_permits()) as u64;
+            let ahead = self.in_flight() as u64;
             let wait = Duration::from_micros(per * ahead);
             let now = Instant::now();
             if deadline <= now {

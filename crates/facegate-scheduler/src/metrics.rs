@@ -2,6 +2,9 @@
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+/// The stages `stage` is called with.
+pub const STAGES: [&str; 3] = ["prepare", "queue", "compute"];
+
 /// Handles into one registry; clones share the same series.
 #[derive(Clone)]
 pub struct Metrics {
@@ -67,6 +70,24 @@ impl Metrics {
             &["reason"],
         )
         .unwrap();
+        // Every labelled series starts at zero, so a rate or an alert sees it before its first
+        // event (Prometheus cannot tell "never happened" from "not scraped" otherwise).
+        for stage in STAGES {
+            stage_seconds.with_label_values(&[stage]);
+        }
+        for outcome in std::iter::once("ok").chain(crate::ScheduleError::CODES) {
+            outcomes.with_label_values(&[outcome]);
+        }
+        for d in facegate_core::Decision::ALL {
+            decisions.with_label_values(&[d.as_str()]);
+        }
+        for code in facegate_core::Rejection::CODES {
+            rejections.with_label_values(&[code]);
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("one process collector");
         for c in [
             Box::new(in_flight.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(held_bytes.clone()),
@@ -99,6 +120,7 @@ impl Metrics {
         self.held_bytes.set(bytes as i64);
     }
 
+    /// Time `ms` spent in `stage` (one of [`STAGES`]).
     pub fn stage(&self, stage: &str, ms: f64) {
         self.stage_seconds.with_label_values(&[stage]).observe(ms / 1e3);
     }

@@ -326,6 +326,33 @@ async fn shutdown_answers_everything_accepted_and_refuses_new_work() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_flight_while_draining_counts_the_requests_not_the_queue() {
+    // The device is held shut: four requests stay accepted while shutdown waits for them.
+    let r = Arc::new(Recorder::default());
+    let s = start(&r, config(8, 1, 256));
+    let handles: Vec<Handle> = (0..4).map(|i| spawn(&s, i, Priority::Interactive, None)).collect();
+    until_in_flight(&s, 4).await;
+    let draining = {
+        let s = s.clone();
+        tokio::spawn(async move { s.shutdown().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(s.is_closing());
+    assert_eq!(
+        s.in_flight(),
+        4,
+        "shutdown's wait for the places is not requests in flight"
+    );
+    assert!(s.render_metrics().contains("facegate_requests_in_flight 4"));
+    set_open(&r, true);
+    draining.await.unwrap();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(s.in_flight(), 0);
+}
+
 type Handle = tokio::task::JoinHandle<Result<facegate_scheduler::Outcome<u32>, ScheduleError>>;
 
 /// Submit on a task of its own, so the test goes on while the request waits.

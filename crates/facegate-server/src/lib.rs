@@ -2,12 +2,13 @@
 //! batches them for the device.
 //!
 //! Routes: `POST /v1/verify` (multipart or JSON with base64 images), `POST /v1/verify/batch`,
-//! `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus), `GET /openapi.json`.
+//! `GET /info`, `GET /health(z)`, `GET /readyz`, `GET /metrics` (Prometheus), `GET /openapi.json`.
 //! Nothing biometric is logged: log lines carry the request id, client id, decision, score,
 //! timings and model version only.
 
 pub mod config;
 mod limits;
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +74,7 @@ pub struct AppState {
     reading: ByteBudget,
     /// The OpenAPI document for this configuration.
     openapi: String,
+    http_metrics: metrics::HttpMetrics,
 }
 
 impl AppState {
@@ -82,10 +84,15 @@ impl AppState {
             .iter()
             .map(|c| (c.id.clone(), c.key_sha256.to_ascii_lowercase()))
             .collect();
+        let openapi = openapi_for(&http);
+        let doc = serde_json::from_str(&openapi).expect("the document is JSON");
+        let http_metrics =
+            metrics::HttpMetrics::register(&scheduler.metrics().registry, &doc, scheduler.backend().engine());
         let mut state = Self {
             scheduler,
             reading: ByteBudget::new(http.max_reading_bytes),
-            openapi: openapi_for(&http),
+            openapi,
+            http_metrics,
             http,
             keys,
             quotas: Default::default(),
@@ -177,7 +184,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.http.max_body_bytes;
     let mut api = Router::new()
         .route("/v1/verify", post(verify))
-        .route("/v1/verify/batch", post(verify_batch));
+        .route("/v1/verify/batch", post(verify_batch))
+        // The deployment's models and limits: the carriers' business, behind the keys.
+        .route("/info", get(info_route));
     let mut open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/health", get(|| async { "ok" }))
@@ -208,6 +217,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         // one is cut off at the same size while it streams (413 from the extractors).
         .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost, so the 413s above are counted too; the router has matched by then.
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count_responses))
         .with_state(state)
 }
 
@@ -756,6 +767,49 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         StatusCode::OK
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// What this service runs and what it accepts, as TEI's `/info`: the models (with their
+/// sha256), the device, the decision threshold and operating point, the version, the limits.
+pub fn info(state: &AppState) -> serde_json::Value {
+    let engine = state.scheduler.backend().engine();
+    let (sched, http) = (state.scheduler.config(), &state.http);
+    let models: Vec<_> = (engine.model_cards().iter())
+        .map(|c| {
+            serde_json::json!({
+                "task": c.task,
+                "name": c.name,
+                "sha256": c.sha256,
+                "package": format!("{} {}", c.source.package, c.source.version).trim(),
+                "licence": c.licence.weights,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": engine.model_version(),
+        "models": models,
+        "device": engine.device_label(),
+        "scorer": engine.scorer_label(),
+        "threshold": engine.threshold(),
+        "operating_point": engine.config().operating_point,
+        "calibrated": engine.config().calibration.is_some(),
+        "limits": {
+            "max_body_bytes": http.max_body_bytes,
+            "max_batch_pairs": http.max_batch_pairs,
+            "default_deadline_ms": http.default_deadline_ms,
+            "min_deadline_ms": MIN_DEADLINE_MS,
+            "max_connections": http.max_connections,
+            "queue_capacity": sched.queue_capacity,
+            "max_queued_bytes": sched.max_queued_bytes,
+            "max_batch": sched.max_batch,
+            "max_delay_us": sched.max_delay_us,
+        },
+    })
+}
+
+async fn info_route(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(info(&state)).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

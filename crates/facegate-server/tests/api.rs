@@ -362,7 +362,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
     assert_eq!(doc, serde_json::from_str::<Value>(OPENAPI).unwrap());
     let schemas = Schemas::load();
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 7);
+    assert_eq!(paths.len(), 8);
     // What client generators need: image parts as binary files, and a server to call.
     let parts = &paths["/v1/verify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"];
     assert!(["probe", "reference"].iter().all(|p| parts[p]["format"] == "binary"));
@@ -409,6 +409,59 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
     // Liveness under the name other servers use too.
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.text().await.unwrap(), "ok");
+    service.shutdown().await;
+}
+
+/// sha256 (hex) of every file under `dir`, recursively.
+fn file_hashes(dir: &std::path::Path, out: &mut Vec<String>) {
+    use sha2::Digest;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            file_hashes(&path, out);
+        } else {
+            let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
+            out.push(digest.iter().map(|b| format!("{b:02x}")).collect());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn info_names_the_shipped_files_the_threshold_and_the_limits() {
+    let service = start(config()).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/info", service.addr);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let info: Value = http
+        .get(&url)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Schemas::load().check("Info", &info);
+    // Every model listed is a file we ship, by its bytes' hash (computed here, not read
+    // from the cards), and the pipeline has a detector and an embedder.
+    let mut shipped = Vec::new();
+    file_hashes(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"),
+        &mut shipped,
+    );
+    let models = info["models"].as_array().unwrap();
+    for m in models {
+        assert!(shipped.contains(&m["sha256"].as_str().unwrap().to_string()), "{m}");
+    }
+    let tasks: Vec<&str> = models.iter().map(|m| m["task"].as_str().unwrap()).collect();
+    assert!(tasks.contains(&"detector") && tasks.contains(&"embedder"), "{tasks:?}");
+    // The same facts the engine decides with, and the limits this configuration set.
+    let engine = service.state.scheduler.backend().engine();
+    assert_eq!(info["threshold"].as_f64().unwrap() as f32, engine.threshold());
+    assert_eq!(info["model"], engine.model_version());
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["limits"]["max_body_bytes"], 4 << 20);
+    assert_eq!(info["limits"]["max_batch_pairs"], 4);
     service.shutdown().await;
 }
 
@@ -480,6 +533,44 @@ async fn a_full_queue_answers_429_with_retry_after_and_metrics_count_it() {
     assert_eq!(sum("facegate_batch_size_count"), ok as f64);
     let decisions = sum("facegate_decisions_total{");
     assert_eq!(decisions, ok as f64);
+    // Responses by route and status: the route's template, the statuses each one answered.
+    let route = |status: &str| format!("facegate_http_responses_total{{route=\"/v1/verify\",status=\"{status}\"}}");
+    assert_eq!(sum(&route("200")), ok as f64);
+    assert_eq!(sum(&route("429")), refused as f64);
+    // The anonymous scrape above was refused and counted; this one is counted after it renders.
+    assert_eq!(
+        sum("facegate_http_responses_total{route=\"/metrics\",status=\"401\"}"),
+        1.0
+    );
+    // Known labels are there before their first event.
+    assert_eq!(
+        sum("facegate_rejections_total{reason=\"document_portrait_too_small\"}"),
+        0.0
+    );
+    assert_eq!(sum("facegate_scheduler_requests_total{outcome=\"device_failed\"}"), 0.0);
+    assert_eq!(
+        sum("facegate_http_responses_total{route=\"/v1/verify/batch\",status=\"413\"}"),
+        0.0
+    );
+    assert_eq!(sum("facegate_stage_seconds_count{stage=\"prepare\"}"), ok as f64);
+    // What is running, and the process itself.
+    let engine = service.state.scheduler.backend().engine();
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let build = format!(
+        "facegate_build_info{{profile=\"{profile}\",version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sum(&build), 1.0);
+    assert_eq!(sum("facegate_model_info{"), engine.model_cards().len() as f64);
+    for card in engine.model_cards() {
+        assert!(
+            metrics.contains(&format!("sha256=\"{}\"", card.sha256)),
+            "{}",
+            card.name
+        );
+    }
+    assert!(sum("process_resident_memory_bytes") > 1e6);
+    assert!(sum("process_open_fds") >= 3.0);
     service.shutdown().await;
 }
 

@@ -27,6 +27,7 @@ pub struct BenchNetsArgs {
     /// The photos whole verifications are timed on.
     #[arg(long, default_value = "data/face-a.png")]
     probe: PathBuf,
+    /// The reference of the timed verifications.
     #[arg(long, default_value = "data/exif-rotated.jpg")]
     reference: PathBuf,
     /// One JSON object on stdout instead of a table.
@@ -38,6 +39,7 @@ pub struct BenchNetsArgs {
     /// Batch sizes for the embedders, and pairs per call for whole verifications.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     batches: Vec<usize>,
+    /// Pairs per call for the timed whole verifications.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     verify_batches: Vec<usize>,
     /// Also verify with the probe blown up to a JPEG of this side (a 1–4 MP selfie); 0: no.

@@ -23,8 +23,8 @@ pub struct EvalArgs {
     #[arg(long)]
     images: Option<PathBuf>,
     /// Face policy for both photos: dominant (largest clearly-dominant face) or single.
-    #[arg(long, default_value = "dominant")]
-    policy: String,
+    #[arg(long, value_enum, default_value_t = Policy::Dominant)]
+    policy: Policy,
     /// The whole report as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -41,7 +41,7 @@ pub struct EvalArgs {
     #[arg(long, requires = "all_pairs")]
     cross_roles: bool,
     /// Target false match rates of the operating points.
-    #[arg(long, value_delimiter = ',', default_value = "1e-2,1e-3,1e-4")]
+    #[arg(long, value_delimiter = ',', default_value = "1e-2,1e-3,1e-4", value_parser = rate)]
     target_fmr: Vec<f64>,
     /// Write the calibrated operating points to this file (TOML) for verify/serve/batch.
     #[arg(long)]
@@ -72,6 +72,22 @@ pub struct EvalArgs {
     pose_yaw: Option<f32>,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Policy {
+    /// The largest face, when it clearly dominates.
+    Dominant,
+    /// Exactly one face.
+    Single,
+}
+
+/// A false match rate: a usage error (exit 2) unless in (0, 1).
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("`{s}`: a rate must be a number in (0, 1)")),
+    }
 }
 
 /// What the pipeline measured of a photo, or why it was refused.
@@ -134,12 +150,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 /// the reports side by side.
 fn compare(args: &EvalArgs) -> Result<()> {
     if args.compare.len() < 2 {
-        bail!("--compare needs two or more models (A,B)");
+        return Err(crate::usage("--compare needs two or more models (A,B)"));
     }
     let dir = args
         .report
         .as_ref()
-        .context("--compare writes its plot and table into --report DIR")?;
+        .ok_or_else(|| crate::usage("--compare writes its plot and table into --report DIR"))?;
     let mut reports = Vec::with_capacity(args.compare.len());
     for item in &args.compare {
         let path = std::path::Path::new(item);
@@ -148,7 +164,7 @@ fn compare(args: &EvalArgs) -> Result<()> {
             serde_json::from_slice(&text).with_context(|| format!("{item} is not a facegate report.json"))?
         } else {
             let mut engine_args = args.engine.clone();
-            engine_args.model = Some(item.clone());
+            engine_args.models.model = Some(item.clone());
             let engine = crate::engine(&engine_args)?;
             eprintln!("facegate: evaluating {}", engine.model_version());
             let (report, _) = evaluate(args, &engine)?;
@@ -173,18 +189,14 @@ fn compare(args: &EvalArgs) -> Result<()> {
 
 /// One model on the pair list: the report, and the impostor scores' mean and deviation.
 fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Report, Option<(f64, f64)>)> {
-    let policy = match args.policy.as_str() {
-        "dominant" => FacePolicy::Dominant,
-        "single" => FacePolicy::Single,
-        other => bail!("unknown policy `{other}` (dominant or single)"),
+    let policy = match args.policy {
+        Policy::Dominant => FacePolicy::Dominant,
+        Policy::Single => FacePolicy::Single,
     };
-    if let Some(bad) = args.target_fmr.iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
-        bail!("--target-fmr {bad}: a rate must be in (0, 1)");
-    }
     let pairs_file = args
         .pairs
         .as_ref()
-        .context("--pairs FILE: the pairs to evaluate the model on")?;
+        .ok_or_else(|| crate::usage("--pairs FILE: the pairs to evaluate the model on"))?;
     let pairs = read_pairs(pairs_file, args.images.as_deref())?;
     // Read before the long part, so a bad file fails at once.
     let group_file = args.groups.as_deref().map(read_groups).transpose()?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -18,8 +18,8 @@ pub struct LoadgenArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Concurrent clients: at most this many requests in flight.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
     /// Open loop: start requests at this rate (per second) whatever the answers do; latency is
     /// measured from each request's scheduled start, so waiting for a free client counts.
     /// Without it, closed loop: each client sends its next request when answered.
@@ -31,16 +31,21 @@ pub struct LoadgenArgs {
     /// ...or after this many seconds, whichever comes first.
     #[arg(long, default_value_t = 600.0)]
     duration: f64,
-    #[arg(long, default_value = "data/face-a.png")]
-    probe: PathBuf,
-    #[arg(long, default_value = "data/exif-rotated.jpg")]
-    reference: PathBuf,
+    /// The probe photo every request sends (default: data/face-a.png, built into the binary,
+    /// so loadgen runs from any directory).
     #[arg(long)]
+    probe: Option<PathBuf>,
+    /// The reference photo (default: data/exif-rotated.jpg, built in).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// The API key, when the service has keys configured (sent as `Authorization: Bearer`).
+    #[arg(long, env = "FACEGATE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Every Nth request sends, as its probe, the probe scaled up to --large-side (a large
     /// but legal photo: what memory bounds are tested with); 0 never.
     #[arg(long, default_value_t = 0)]
     large_every: u64,
+    /// The large probe's longer side, in pixels.
     #[arg(long, default_value_t = 6000)]
     large_side: u32,
     /// Hold this many idle connections open during the run (each sends half a request head
@@ -53,6 +58,18 @@ pub struct LoadgenArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// The shipped fixtures loadgen sends unless told otherwise (a frontal face, and an EXIF-rotated
+/// photo of the same person: both decode paths are exercised).
+const DEFAULT_PROBE: &[u8] = include_bytes!("../../../data/face-a.png");
+const DEFAULT_REFERENCE: &[u8] = include_bytes!("../../../data/exif-rotated.jpg");
+
+fn photo(path: Option<&std::path::Path>, default: &[u8]) -> Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
+        None => Ok(default.to_vec()),
+    }
 }
 
 #[derive(Serialize)]
@@ -88,7 +105,7 @@ pub struct Percentiles {
 }
 
 pub fn loadgen(args: LoadgenArgs) -> Result<()> {
-    let url = reqwest::Url::parse(&args.url).context("--url")?;
+    let url = reqwest::Url::parse(&args.url).map_err(|e| crate::usage(format!("--url {}: {e}", args.url)))?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -96,12 +113,11 @@ pub fn loadgen(args: LoadgenArgs) -> Result<()> {
         None => false,
     };
     if !loopback {
-        bail!("loadgen only targets this machine (127.0.0.1, ::1 or localhost), not {url}");
+        return Err(crate::usage(format!(
+            "loadgen only targets this machine (127.0.0.1, ::1 or localhost), not {url}"
+        )));
     }
-    if args.concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
-    let probe = std::fs::read(&args.probe).with_context(|| format!("reading {}", args.probe.display()))?;
+    let probe = photo(args.probe.as_deref(), DEFAULT_PROBE)?;
     let large = if args.large_every > 0 {
         let img = image::load_from_memory(&probe).context("--probe")?.into_rgb8();
         let s = args.large_side as f64 / img.width().max(img.height()) as f64;
@@ -113,7 +129,7 @@ pub fn loadgen(args: LoadgenArgs) -> Result<()> {
     } else {
         Vec::new()
     };
-    let reference = std::fs::read(&args.reference).with_context(|| format!("reading {}", args.reference.display()))?;
+    let reference = photo(args.reference.as_deref(), DEFAULT_REFERENCE)?;
     facegate_server::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(run(&args, url, probe, reference, large))?;
@@ -163,12 +179,12 @@ async fn run(
     large: Vec<u8>,
 ) -> Result<Report> {
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(args.concurrency as usize)
         .build()?;
     let verify = base.join("/v1/verify")?;
     let metrics_url = base.join("/metrics")?;
     let before = scrape(&http, &metrics_url, args.api_key.as_deref()).await?;
-    let clients = Arc::new(Semaphore::new(args.concurrency));
+    let clients = Arc::new(Semaphore::new(args.concurrency as usize));
     let (probe, reference, large) = (Arc::new(probe), Arc::new(reference), Arc::new(large));
     let (stop_idle, idle_stop) = tokio::sync::watch::channel(false);
     let idle = match args.idle_sockets {
@@ -272,7 +288,7 @@ async fn run(
     Ok(Report {
         url: base.to_string(),
         mode: if args.rate.is_some() { "open" } else { "closed" }.into(),
-        concurrency: args.concurrency,
+        concurrency: args.concurrency as usize,
         offered_rate: args.rate,
         requests: status.values().sum(),
         seconds,

@@ -24,23 +24,15 @@ struct Cli {
     command: Command,
 }
 
+/// Which models run, and where.
 #[derive(Args, Clone)]
-pub struct EngineArgs {
+pub struct ModelArgs {
     /// Where the networks run: auto (a real GPU if present, else CPU), cpu, or gpu (any wgpu adapter).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", env = "FACEGATE_DEVICE")]
     device: DeviceChoice,
     /// Configuration file (TOML or JSON); missing keys keep their defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Override the match threshold (cosine similarity).
-    #[arg(long, conflicts_with = "calibration")]
-    threshold: Option<f32>,
-    /// Decide at a calibrated operating point (a file from `facegate eval --write-calibration`).
-    #[arg(long)]
-    calibration: Option<PathBuf>,
-    /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
-    #[arg(long, requires = "calibration")]
-    operating_point: Option<String>,
     /// The embedding model, by name (`facegate models list`), or two to four joined by `+` for
     /// score fusion (`dlib-resnet-v1+faceplugin-mobilefacenet-512`).
     #[arg(long)]
@@ -50,11 +42,36 @@ pub struct EngineArgs {
     models_dir: Option<PathBuf>,
 }
 
+/// Where a score becomes a decision: for commands that decide.
+#[derive(Args, Clone)]
+pub struct DecisionArgs {
+    /// Override the match threshold (cosine similarity).
+    #[arg(long, conflicts_with = "calibration")]
+    threshold: Option<f32>,
+    /// Decide at a calibrated operating point (a file from `facegate eval --write-calibration`).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
+    #[arg(long, requires = "calibration")]
+    operating_point: Option<String>,
+}
+
+/// The models and the decision rule of commands that decide (verify, batch, eval, dedup).
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    #[command(flatten)]
+    models: ModelArgs,
+    #[command(flatten)]
+    decision: DecisionArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Compare a live selfie (probe) with an ID portrait (reference).
     Verify {
+        /// The live selfie (JPEG, PNG or WebP).
         probe: PathBuf,
+        /// The ID-card portrait, or a photo of the card.
         reference: PathBuf,
         /// One JSON object on stdout.
         #[arg(long)]
@@ -64,24 +81,30 @@ enum Command {
     },
     /// Print the face descriptor of each image (as long as the embedder's output).
     Embed {
+        /// Photos (JPEG, PNG or WebP), one descriptor each.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// One JSON object per photo (descriptor, face box, quality, refusal) on stdout.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        engine: EngineArgs,
+        models: ModelArgs,
     },
     /// List every face the detector finds in each image (boxes in pixels, best first).
     Detect {
+        /// Photos (JPEG, PNG or WebP).
         #[arg(required = true)]
         images: Vec<PathBuf>,
         #[command(flatten)]
-        engine: EngineArgs,
+        models: ModelArgs,
     },
     /// Run the HTTP verification service (default 127.0.0.1:8080, embedded model).
     Serve(serve::ServeArgs),
     /// Print the SHA-256 of an API key, for `[[server.clients]] key_sha256`.
-    HashKey { key: String },
+    HashKey {
+        /// The API key a client will send.
+        key: String,
+    },
     /// Load a facegate service on this machine and report throughput, latency and batching.
     Loadgen(loadgen::LoadgenArgs),
     /// Time each network alone (CPU backend, or wgpu with --device gpu), on the shapes
@@ -97,7 +120,8 @@ enum Command {
     #[command(subcommand)]
     Models(models::ModelsCommand),
     /// Measure accuracy on a pair list (LFW pairs format or TSV probe/reference/same); with
-    /// --report, write a DET curve, score histograms and tables; with --calibration, thresholds.
+    /// --report, write a DET curve, score histograms and tables; with --write-calibration,
+    /// the thresholds of calibrated operating points.
     Eval(eval::EvalArgs),
 }
 
@@ -106,30 +130,57 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("facegate: {e:#}");
-            ExitCode::FAILURE
+            // As clap's own: 2 for a mistake in the command line, 1 for a failure.
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
+/// A mistake in the command line that clap cannot see (a combination of values).
+#[derive(Debug)]
+pub(crate) struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
 pub(crate) fn engine(args: &EngineArgs) -> Result<Engine> {
-    let mut config = match &args.config {
+    engine_with(&args.models, Some(&args.decision))
+}
+
+fn engine_with(models: &ModelArgs, decision: Option<&DecisionArgs>) -> Result<Engine> {
+    let mut config = match &models.config {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
     };
-    if let Some(t) = args.threshold {
-        config.threshold = Some(t);
+    if let Some(d) = decision {
+        if let Some(t) = d.threshold {
+            config.threshold = Some(t);
+        }
+        if let Some(c) = &d.calibration {
+            config.calibration = Some(c.clone());
+            config.operating_point = d.operating_point.clone();
+        }
     }
-    if let Some(c) = &args.calibration {
-        config.calibration = Some(c.clone());
-        config.operating_point = args.operating_point.clone();
-    }
-    if let Some(m) = &args.model {
+    if let Some(m) = &models.model {
         config.embedder = m.clone();
     }
-    if let Some(d) = &args.models_dir {
+    if let Some(d) = &models.models_dir {
         config.models_dir = Some(d.clone());
     }
-    Ok(Engine::new(config, args.device)?)
+    Ok(Engine::new(config, models.device)?)
 }
 
 /// Why a listed photo gave no face: its file could not be read, or the pipeline refused it.
@@ -209,12 +260,8 @@ fn run(cli: Cli) -> Result<()> {
                 print_verification(&v);
             }
         }
-        Command::Embed {
-            images,
-            json,
-            engine: args,
-        } => {
-            let engine = engine(&args)?;
+        Command::Embed { images, json, models } => {
+            let engine = engine_with(&models, None)?;
             let bytes: Vec<_> = images.iter().map(|p| read(p)).collect::<Result<_>>()?;
             let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
             let result = engine.analyze(&refs, &vec![FacePolicy::Dominant; refs.len()]);
@@ -246,8 +293,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Detect { images, engine: args } => {
-            let engine = engine(&args)?;
+        Command::Detect { images, models } => {
+            let engine = engine_with(&models, None)?;
             for path in images {
                 let v = match engine.decode(read(&path)?.as_slice()) {
                     Ok(mut photo) => {
@@ -291,4 +338,28 @@ fn print_verification(v: &Verification) {
     );
     println!("device:    {}", v.device);
     println!("model:     {}", v.model);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "facegate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }

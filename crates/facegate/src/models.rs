@@ -25,6 +25,7 @@ pub enum ModelsCommand {
     List(RegistryArgs),
     /// One model's card.
     Show {
+        /// The model's registry name (`facegate models list`).
         name: String,
         #[command(flatten)]
         registry: RegistryArgs,
@@ -40,6 +41,7 @@ pub struct AddArgs {
     /// Its name in the registry (letters, digits, - _ .).
     #[arg(long)]
     name: String,
+    /// What it does in the pipeline: only `embedder` can be added as an ONNX file so far.
     #[arg(long, default_value = "embedder")]
     task: String,
     /// Where the five landmarks go: arcface112 or dlib_chip150.
@@ -54,23 +56,31 @@ pub struct AddArgs {
     /// `x = (pixel − mean) · scale`; one value for all channels, or three.
     #[arg(long, default_value = "127.5", value_delimiter = ',')]
     mean: Vec<f32>,
+    /// See --mean (default 1/128).
     #[arg(long, default_value_t = 0.0078125)]
     scale: f32,
     /// The embedding's length (default: measured by running the graph).
     #[arg(long)]
     dim: Option<usize>,
+    /// The card's source: the registry package the file comes from (`npm:…`, `pypi:…`).
     #[arg(long, default_value = "")]
     source_package: String,
+    /// The package's version.
     #[arg(long, default_value = "")]
     source_version: String,
+    /// Where the package or file can be fetched.
     #[arg(long, default_value = "")]
     source_url: String,
+    /// The package's licence (SPDX).
     #[arg(long, default_value = "")]
     licence_package: String,
+    /// The weights' licence, where it differs from the package's.
     #[arg(long, default_value = "")]
     licence_weights: String,
+    /// The accuracy its authors publish (free text, with the benchmark).
     #[arg(long, default_value = "")]
     published_accuracy: String,
+    /// Anything a user of the model should know (training data, caveats).
     #[arg(long, default_value = "")]
     notes: String,
     /// Its decision threshold (cosine), if known; else verify/serve need --threshold or a
@@ -80,6 +90,7 @@ pub struct AddArgs {
     /// Replace a model of the same name in the models directory.
     #[arg(long)]
     force: bool,
+    /// The models directory the model is added to.
     #[arg(long, env = "FACEGATE_MODELS")]
     models_dir: Option<PathBuf>,
 }
@@ -135,26 +146,30 @@ fn entry_json(e: &Entry) -> serde_json::Value {
 
 fn add(a: AddArgs) -> Result<()> {
     let Some(dir) = a.models_dir.clone() else {
-        bail!("models add needs --models-dir DIR (or FACEGATE_MODELS)");
+        return Err(crate::usage("models add needs --models-dir DIR (or FACEGATE_MODELS)"));
     };
     let task = match a.task.as_str() {
         "embedder" => Task::Embedder,
-        other => bail!("task `{other}`: only embedders can be added as ONNX files so far"),
+        other => {
+            return Err(crate::usage(format!(
+                "task `{other}`: only embedders can be added as ONNX files so far"
+            )));
+        }
     };
     let template = match a.template.as_str() {
         "arcface112" => Template::Arcface112,
         "dlib_chip150" => Template::DlibChip150,
-        other => bail!("template `{other}`: arcface112 or dlib_chip150"),
+        other => return Err(crate::usage(format!("template `{other}`: arcface112 or dlib_chip150"))),
     };
     let colour = match a.colour.as_str() {
         "rgb" => Colour::Rgb,
         "bgr" => Colour::Bgr,
-        other => bail!("colour `{other}`: rgb or bgr"),
+        other => return Err(crate::usage(format!("--colour `{other}`: rgb or bgr"))),
     };
     let mean = match a.mean[..] {
         [m] => [m; 3],
         [r, g, b] => [r, g, b],
-        _ => bail!("--mean takes one value or three"),
+        _ => return Err(crate::usage("--mean takes one value or three")),
     };
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     // Parse it now: a file we cannot run is refused here, with the node that stops it.

@@ -7,38 +7,41 @@ use clap::Args;
 use facegate_pipeline::{DeviceChoice, Engine};
 use facegate_server::{Service, ServiceConfig};
 
+/// Every flag can also be set from the environment (`FACEGATE_BIND`, `FACEGATE_CONFIG`, …, as
+/// `--help` lists), as container platforms configure services; a flag given wins.
 #[derive(Args)]
 pub struct ServeArgs {
     /// Service configuration (TOML or JSON) with `[engine]`, `[scheduler]` and `[server]` sections.
-    #[arg(long)]
+    #[arg(long, env = "FACEGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Where the networks run: auto (a real GPU if present, else CPU), cpu, or gpu.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", env = "FACEGATE_DEVICE")]
     device: DeviceChoice,
-    /// Override `server.bind`.
-    #[arg(long)]
+    /// Override `server.bind` (default 127.0.0.1:8080).
+    #[arg(long, env = "FACEGATE_BIND")]
     bind: Option<String>,
     /// Override `scheduler.max_batch`.
-    #[arg(long)]
+    #[arg(long, env = "FACEGATE_MAX_BATCH")]
     max_batch: Option<usize>,
     /// Override `scheduler.max_delay_us`.
-    #[arg(long)]
+    #[arg(long, env = "FACEGATE_MAX_DELAY_US")]
     max_delay_us: Option<u64>,
     /// Decide at a calibrated operating point (a file from `facegate eval --write-calibration`);
     /// overrides `engine.calibration`.
-    #[arg(long)]
+    #[arg(long, env = "FACEGATE_CALIBRATION")]
     calibration: Option<PathBuf>,
     /// The calibration's operating point, e.g. fmr_1e-3 (default: the file's default).
-    #[arg(long, requires = "calibration")]
+    #[arg(long, requires = "calibration", env = "FACEGATE_OPERATING_POINT")]
     operating_point: Option<String>,
     /// The embedding model, by name (`facegate models list`); overrides `engine.embedder`.
-    #[arg(long)]
+    #[arg(long, env = "FACEGATE_MODEL")]
     model: Option<String>,
     /// A directory of user models; overrides `engine.models_dir`.
     #[arg(long, env = "FACEGATE_MODELS")]
     models_dir: Option<PathBuf>,
-    /// Append JSON log lines to this file instead of standard error.
-    #[arg(long)]
+    /// Append JSON log lines to this file instead of standard error (the level: FACEGATE_LOG,
+    /// else RUST_LOG, else info).
+    #[arg(long, env = "FACEGATE_LOG_FILE")]
     log_file: Option<PathBuf>,
 }
 

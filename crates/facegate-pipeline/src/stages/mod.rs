@@ -119,6 +119,8 @@ pub struct Stages {
     pub model_id: String,
     /// The shipped calibration of this exact pipeline, if any.
     pub shipped: Option<Calibration>,
+    /// The card of every model loaded (detector, landmark net, embedders), for `/info`.
+    pub cards: Vec<Card>,
 }
 
 impl Stages {
@@ -141,6 +143,12 @@ impl Stages {
             }
         };
         let shipped = shipped_calibration(&model_id);
+        let mut loaded: Vec<Card> = [Some(detector), landmark_net.filter(|_| landmarks.is_some())]
+            .into_iter()
+            .flatten()
+            .filter_map(|name| registry.get(name).map(|e| e.card.clone()))
+            .collect();
+        loaded.extend(cards.iter().map(|(card, _)| (*card).clone()));
         let mut parts = Vec::with_capacity(cards.len());
         for &(card, aligner) in &cards {
             let embedder = registry.embedder(&card.name, device)?;
@@ -162,6 +170,7 @@ impl Stages {
             embedding,
             model_id,
             shipped,
+            cards: loaded,
         })
     }
 }

@@ -1,0 +1,105 @@
+//! The command line as an operator meets it: usage errors exit 2, `serve` is configured by its
+//! environment as a container platform does it, and loadgen runs from any directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+mod common;
+
+fn facegate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_is_wrong() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["eval", "--pairs", "x.txt", "--policy", "nope"], "--policy"),
+        (&["eval", "--pairs", "x.txt", "--target-fmr", "2"], "rate"),
+        (&["eval", "--compare", "a", "--report", "r"], "two or more"),
+        (&["eval", "--compare", "a,b"], "--report"),
+        (&["loadgen", "--url", "http://192.0.2.1:8080"], "this machine"),
+        (&["loadgen", "--concurrency", "0"], "--concurrency"),
+        // Flags that would do nothing are not accepted.
+        (&["embed", "--threshold", "0.5", "x.png"], "--threshold"),
+        (&["detect", "--calibration", "c.toml", "x.png"], "--calibration"),
+        (&["verify", "only-one.png"], "REFERENCE"),
+    ];
+    for (args, says) in cases {
+        let out = facegate().args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // A failure that is not a usage error stays 1, its cause named once.
+    let out = facegate()
+        .args(["verify", "missing-a.png", "missing-b.png"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("missing-a.png").count(), 1, "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
+
+#[test]
+fn serve_is_configured_from_the_environment_and_loadgen_runs_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, log) = (dir.path().join("serve.toml"), dir.path().join("serve.log"));
+    std::fs::write(&config, "[scheduler]\nqueue_capacity = 64\n").unwrap();
+    let mut child = facegate()
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("FACEGATE_CONFIG", &config)
+        .env("FACEGATE_BIND", "127.0.0.1:0")
+        .env("FACEGATE_DEVICE", "cpu")
+        .env("FACEGATE_MAX_BATCH", "3")
+        .env("FACEGATE_LOG_FILE", &log)
+        .env_remove("FACEGATE_LOG")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("serve exited before listening");
+        }
+        if let Some(a) = line.trim().strip_prefix("facegate: listening on http://") {
+            break a.to_string();
+        }
+    };
+    // Loadgen from a directory without data/: its default photos are built in.
+    let out = facegate()
+        .args([
+            "loadgen",
+            "--url",
+            &format!("http://{addr}"),
+            "--requests",
+            "3",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(out.status.success(), "loadgen: {err}");
+    assert_eq!(report["status"]["200"], 3, "{report}");
+    // The environment reached the scheduler, the device and the config (the startup line
+    // states them), and the log went to FACEGATE_LOG_FILE.
+    assert!(status.success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let listening: serde_json::Value = (logged.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "listening")
+        .expect("the startup line is in the log file");
+    assert_eq!(listening["fields"]["max_batch"], 3, "{listening}");
+    assert_eq!(listening["fields"]["queue_capacity"], 64, "{listening}");
+    assert_eq!(listening["fields"]["device"], "cpu (burn flex)", "{listening}");
+}
