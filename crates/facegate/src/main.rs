@@ -100,6 +100,8 @@ enum Command {
     },
     /// Run the HTTP verification service (default 127.0.0.1:8080, embedded model).
     Serve(serve::ServeArgs),
+    /// Ask a running service whether it is alive (a container's health check): exit 0 or 1.
+    Health(serve::HealthArgs),
     /// Print the SHA-256 of an API key, for `[[server.clients]] key_sha256`.
     HashKey {
         /// The API key a client will send.
@@ -240,6 +242,7 @@ pub(crate) fn read(path: &Path) -> Result<facegate_core::ImageBytes> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args)?,
+        Command::Health(args) => serve::health(args)?,
         Command::HashKey { key } => println!("{}", facegate_server::hash_key(&key)),
         Command::Loadgen(args) => loadgen::loadgen(args)?,
         Command::BenchNets(args) => benchnets::bench_nets(args)?,

@@ -104,6 +104,37 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
+/// `facegate health`: a container's health check, without curl in the image.
+#[derive(Args)]
+pub struct HealthArgs {
+    /// The liveness URL to ask.
+    #[arg(long, default_value = "http://127.0.0.1:8080/health", env = "FACEGATE_HEALTH_URL")]
+    url: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+/// Exit 0 when `url` answers 200 in time, else fail with what happened.
+pub fn health(args: HealthArgs) -> Result<()> {
+    facegate_server::install_crypto_provider();
+    let url = reqwest::Url::parse(&args.url).map_err(|e| crate::usage(format!("--url {}: {e}", args.url)))?;
+    // The service's own certificate may be one a health check cannot verify by name; it is
+    // trusted only on loopback, where the check asks its own process.
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(args.timeout_ms))
+        .tls_danger_accept_invalid_certs(loopback)
+        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let status = runtime.block_on(async { http.get(url.clone()).send().await.map(|r| r.status()) })?;
+    if !status.is_success() {
+        anyhow::bail!("{url} answered {status}");
+    }
+    println!("{url}: {status}");
+    Ok(())
+}
+
 fn init_logs(file: Option<&PathBuf>) -> Result<()> {
     // FACEGATE_LOG, else the RUST_LOG operators set for any Rust service, else info.
     let filter = tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")

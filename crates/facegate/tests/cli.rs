@@ -86,10 +86,21 @@ fn serve_is_configured_from_the_environment_and_loadgen_runs_anywhere() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let health = |addr: &str| {
+        (facegate()
+            .args(["health", "--url", &format!("http://{addr}/health")])
+            .status())
+        .unwrap()
+        .code()
+    };
+    let alive = health(&addr);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert!(out.status.success(), "loadgen: {err}");
+    // The container's health check: 0 while it serves, 1 once it has stopped.
+    assert_eq!(alive, Some(0));
+    assert_eq!(health(&addr), Some(1));
     assert_eq!(report["status"]["200"], 3, "{report}");
     // The environment reached the scheduler, the device and the config (the startup line
     // states them), and the log went to FACEGATE_LOG_FILE.
