@@ -414,18 +414,19 @@ impl<B: Backend> Scheduler<B> {
             retry_after_ms: inner.config.retry_after_ms,
         };
         let size = inner.backend.held_bytes(&request);
-        let (permit, bytes) = match admission {
-            Admission::Now => (
-                (inner.admission.clone().try_acquire_owned()).map_err(|_| overloaded.clone())?,
-                inner.bytes.try_take(size).ok_or(overloaded)?,
-            ),
+        // A place first (counted in flight from then on, as it is held), then the bytes.
+        let admitted = match admission {
+            Admission::Now => (inner.admission.clone().try_acquire_owned()).map_err(|_| overloaded.clone())?,
             // Closed by `shutdown`: a request still waiting then is refused.
-            Admission::Wait => (
-                (inner.admission.clone().acquire_owned().await).map_err(|_| ScheduleError::ShuttingDown)?,
-                inner.bytes.take(size).await.ok_or(ScheduleError::ShuttingDown)?,
-            ),
+            Admission::Wait => {
+                (inner.admission.clone().acquire_owned().await).map_err(|_| ScheduleError::ShuttingDown)?
+            }
         };
-        let admitted = Admitted::new(permit, &inner.admitted);
+        let admitted = Admitted::new(admitted, &inner.admitted);
+        let bytes = match admission {
+            Admission::Now => inner.bytes.try_take(size).ok_or(overloaded)?,
+            Admission::Wait => inner.bytes.take(size).await.ok_or(ScheduleError::ShuttingDown)?,
+        };
 
         // Shed load early: a request that the work already admitted ahead of it would keep
         // past its deadline is refused now, with the time the queue needs, rather than
