@@ -15,7 +15,7 @@ sys.path.insert(0, client_dir)  # generated with --meta none: importable from it
 
 from facegate_client import AuthenticatedClient  # noqa: E402
 from facegate_client.api.default import info, verify  # noqa: E402
-from facegate_client.models import Info, Verification, VerifyFilesBody, VerifyRequest  # noqa: E402
+from facegate_client.models import Info, VerifyFilesBody, VerifyRequest, VerifyResponse  # noqa: E402
 from facegate_client.types import File  # noqa: E402
 
 # Bearer is the client's default auth (Authorization: Bearer KEY); a debug build on CPU
@@ -26,7 +26,8 @@ client = AuthenticatedClient(base_url=base_url, token=key, timeout=httpx.Timeout
 
 def check(label, response):
     v = response.parsed
-    ok = (response.status_code == 200 and isinstance(v, Verification)
+    # VerifyResponse: the verification plus the request id the service issued.
+    ok = (response.status_code == 200 and isinstance(v, VerifyResponse) and bool(v.request_id)
           and v.decision.value in ("match", "no_match", "rejected")
           and isinstance(v.score, (int, float)))
     print(f"{label}: HTTP {int(response.status_code)} decision={getattr(v, 'decision', None) and v.decision.value}"
