@@ -4,8 +4,8 @@
 #   tools/container/build.sh [BINARY]      # default target/release/facegate; run as root
 #
 # 1. The runtime base: a bookworm-slim-like root filesystem made by mmdebstrap from Debian's
-#    packages (minbase + libvulkan1 + ca-certificates), imported as $BASE; cached in podman's
-#    store, rebuilt when its recipe changes or with REBUILD_BASE=1 (e.g. for security updates).
+#    packages (minbase + the Containerfile's RUNTIME_PACKAGES), imported as $BASE; cached in
+#    podman's store, rebuilt when its recipe changes or with REBUILD_BASE=1 (security updates).
 # 2. The image: `podman build` of the Containerfile, a stripped copy of BINARY replacing the
 #    `build` stage (--build-context) and $BASE as RUNTIME: no registry, no cargo.
 # 3. The proof, $RUNS times: run it with a mounted config file and env vars, time `podman run`
@@ -13,7 +13,7 @@
 #    config and env reaching the service, one /v1/verify of data/face-a.png vs face-b.png, and a
 #    clean stop on SIGTERM. Prints the image size and the start times; any failure exits non-zero.
 #
-# Needs: apt-get install podman runc mmdebstrap (podman >= 4.2 for --build-context), python3.
+# Needs: apt-get install podman runc mmdebstrap (proven with podman 4.3.1), python3, root.
 # Env: IMAGE, BASE, PORT (host port, 18080), RUNS (3), MIRROR, SECURITY_MIRROR, REBUILD_BASE,
 #      PODMAN_RUNTIME, LIMITS (below).
 set -euo pipefail
@@ -27,9 +27,9 @@ RUNS=${RUNS:-3}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # Where this was proven (a container, cgroup v1 with a cgroup2 mount holding a controller, no
-# CAP_SYS_RESOURCE): crun 1.8 refuses such "hybrid" cgroups and runc accepts them; and podman's
-# default rlimits (nofile 1048576) cannot be set there, so ask for less. Elsewhere podman's
-# defaults work: PODMAN_RUNTIME= LIMITS= tools/container/build.sh
+# CAP_SYS_RESOURCE): crun 1.8 refuses such "hybrid" cgroups and runc accepts them; and the
+# container's rlimits cannot be set to podman's defaults there (EPERM), so ask for less.
+# On a usual host podman's defaults should do: PODMAN_RUNTIME= LIMITS= tools/container/build.sh
 PODMAN_RUNTIME=${PODMAN_RUNTIME-runc}
 LIMITS=${LIMITS-"--ulimit nofile=16384:16384 --ulimit nproc=16384:16384"}
 PODMAN=(podman ${PODMAN_RUNTIME:+--runtime "$PODMAN_RUNTIME"})
@@ -54,9 +54,12 @@ cleanup() {
 trap cleanup EXIT
 
 # 1. The base. A merged /usr by the hook, not the usrmerge package (which pulls in ~55 MB of
-# Perl); no docs, man pages or translations, as Debian's -slim images; no apt lists.
+# Perl); no docs, man pages or translations, as Debian's -slim images; no apt lists. The packages:
+# the Containerfile's list, so the two cannot drift apart.
+PACKAGES=$(sed -n 's/^ARG RUNTIME_PACKAGES="\(.*\)"$/\1/p' Containerfile)
+[ -n "$PACKAGES" ] || fail "no ARG RUNTIME_PACKAGES in the Containerfile"
 # shellcheck disable=SC2016,SC2054 # $1 is the hook's; commas separate mmdebstrap's packages
-BASE_ARGS=(--variant=minbase --include=libvulkan1,ca-certificates
+BASE_ARGS=(--variant=minbase --include="${PACKAGES// /,}"
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'
@@ -100,11 +103,12 @@ TIMES=()
 for i in $(seq 1 "$RUNS"); do
   CONTAINER=facegate-proof-$$-$i
   t0=$(date +%s.%N)
+  rm -f "$WORK/conmon.pid"
   # shellcheck disable=SC2086
-  pm 60 run -d --name "$CONTAINER" $LIMITS \
+  pm 60 run -d --name "$CONTAINER" --conmon-pidfile "$WORK/conmon.pid" $LIMITS \
     -p "127.0.0.1:$PORT:8080" -v "$WORK/facegate.toml:/etc/facegate/facegate.toml:ro" \
     -e FACEGATE_MAX_BATCH=3 -e FACEGATE_LOG=info "$IMAGE" >/dev/null || fail "podman run"
-  if ! s=$(python3 tools/container/probe.py wait "$URL/health" "$t0" 120); then
+  if ! s=$(python3 tools/container/probe.py wait "$URL/health" "$t0" 120 "$WORK/conmon.pid"); then
     pm 30 logs "$CONTAINER" 2>&1 | tail -20
     fail "no 200 from /health"
   fi
@@ -113,7 +117,7 @@ for i in $(seq 1 "$RUNS"); do
   if [ "$i" = 1 ]; then
     pm 30 healthcheck run "$CONTAINER" || fail "HEALTHCHECK (podman healthcheck run)"
     echo "healthcheck: healthy"
-    uid=$(pm 30 exec "$CONTAINER" id -u)
+    uid=$(pm 30 exec "$CONTAINER" id -u) || fail "podman exec"
     [ "$uid" = 10001 ] || fail "the service runs as uid $uid, not 10001"
     logs=$(pm 30 logs "$CONTAINER" 2>&1)
     line=$(grep '"message":"listening"' <<<"$logs") || fail "no listening log line"
@@ -125,7 +129,7 @@ for i in $(seq 1 "$RUNS"); do
     echo "verify: $v"
   fi
   pm 30 stop -t 10 "$CONTAINER" >/dev/null || fail "podman stop"
-  code=$(pm 30 inspect --format '{{.State.ExitCode}}' "$CONTAINER")
+  code=$(pm 30 inspect --format '{{.State.ExitCode}}' "$CONTAINER") || fail "podman inspect"
   [ "$code" = 0 ] || fail "the service exited $code on SIGTERM"
   logs=$(pm 30 logs "$CONTAINER" 2>&1)
   grep -q '^facegate: stopped' <<<"$logs" || fail "no clean stop"

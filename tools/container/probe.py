@@ -1,19 +1,32 @@
 #!/usr/bin/env python3
 """build.sh's HTTP side, standard library only (the image has no curl; the host may not either).
 
-probe.py wait URL T0 TIMEOUT   poll URL until it answers 200; print seconds since T0 (epoch)
-probe.py verify URL PROBE REF  POST both photos as multipart; print decision/score, fail without one
+probe.py wait URL T0 TIMEOUT [PIDFILE]  poll URL until it answers 200; print seconds since T0
+    (epoch); give up early once the process in PIDFILE (the container's conmon) is gone
+probe.py verify URL PROBE REF          POST both photos as multipart; print decision/score, fail without one
 """
 import json
+import os
 import sys
 import time
 import urllib.request
 import uuid
 
 
-def wait(url, t0, timeout):
+def alive(pidfile):
+    try:
+        os.kill(int(open(pidfile).read()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def wait(url, t0, timeout, pidfile=None):
     deadline = time.time() + float(timeout)
     while time.time() < deadline:
+        if pidfile and not alive(pidfile):
+            print(f"{url}: the container exited", file=sys.stderr)
+            return 1
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
