@@ -1,7 +1,6 @@
 //! The command line as an operator meets it: usage errors exit 2, `serve` is configured by its
 //! environment as a container platform does it, and loadgen runs from any directory.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 mod common;
@@ -61,18 +60,7 @@ fn serve_is_configured_from_the_environment_and_loadgen_runs_anywhere() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            let _ = child.kill();
-            panic!("serve exited before listening");
-        }
-        if let Some(a) = line.trim().strip_prefix("facegate: listening on http://") {
-            break a.to_string();
-        }
-    };
+    let (addr, _, _stderr) = common::until_listening(&mut child);
     // Loadgen from a directory without data/: its default photos are built in.
     let out = facegate()
         .args([

@@ -3,7 +3,6 @@
 //! output and every file it could have written for the images, their base64 and the face
 //! descriptor. Also checks the graceful stop: every request sent gets an answer.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -102,18 +101,7 @@ fn nothing_biometric_reaches_logs_or_disk_and_sigterm_loses_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "serve exited before listening"
-        );
-        if let Some(a) = line.trim().strip_prefix("facegate: listening on http://") {
-            break a.to_string();
-        }
-    };
+    let (addr, seen, mut stderr) = common::until_listening(&mut child);
     let b64 = base64::engine::general_purpose::STANDARD.encode(&image);
     facegate_server::install_crypto_provider();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -207,7 +195,7 @@ fn nothing_biometric_reaches_logs_or_disk_and_sigterm_loses_nothing() {
         .iter()
         .map(|f| (f.display().to_string(), std::fs::read(f).unwrap()))
         .collect();
-    haystacks.push(("stderr".into(), format!("{line}{rest}").into_bytes()));
+    haystacks.push(("stderr".into(), format!("{seen}{rest}").into_bytes()));
     haystacks.push(("stdout".into(), stdout.into_bytes()));
     let hex: String = image.iter().map(|b| format!("{b:02x}")).collect();
     let base64_chunks = Windows::new(b64.as_bytes(), 24);

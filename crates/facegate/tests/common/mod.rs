@@ -1,8 +1,9 @@
 //! Helpers shared by the CLI's integration tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStderr, Command, Output};
 
 /// A fixture shipped in data/.
 pub fn data(name: &str) -> PathBuf {
@@ -34,4 +35,22 @@ pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
     dot / (na * nb)
+}
+
+/// Reads a `facegate serve` child's stderr until it says where it listens: the address
+/// (host:port), the stderr read so far, and the reader for the rest. Panics if serve exits first.
+pub fn until_listening(child: &mut Child) -> (String, String, BufReader<ChildStderr>) {
+    let mut stderr = BufReader::new(child.stderr.take().expect("serve's stderr is piped"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("serve exited before listening:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(a) = line.trim().strip_prefix("facegate: listening on http://") {
+            return (a.to_string(), seen, stderr);
+        }
+    }
 }
