@@ -125,6 +125,10 @@ pub struct Config {
     /// See `reference_descreen`: the blur's σ as a fraction of the screen's period (0.5
     /// leaves under 1 % of the screen's fundamental).
     pub reference_descreen_sigma: f32,
+    /// Glare on a reference's portrait (a white wash from the card's laminate) is undone around
+    /// the face, by the dark-channel prior, when the wash's transmission t at the face's centre
+    /// is under this (0..1; 0 never). A face without glare has t near 1.
+    pub reference_glare_gate: f32,
     /// Minimum sharpness (variance of the Laplacian of the 150 px face crop); 0 disables.
     pub min_sharpness: f32,
     /// Maximum |yaw| estimated from landmarks (0 = frontal, 1 = full profile); 0 disables.
@@ -176,6 +180,7 @@ impl Default for Config {
             reference_screen_strength: SCREEN_STRENGTH,
             reference_screen_min_periods: 22.0,
             reference_descreen_sigma: 0.5,
+            reference_glare_gate: 0.8,
             min_sharpness: 0.0,
             max_yaw: 0.0,
             alignment: Alignment::DlibChip,
@@ -242,9 +247,10 @@ impl Config {
         if !(0.0..=1.0).contains(&self.reference_screen_strength)
             || !(0.1..=2.0).contains(&self.reference_descreen_sigma)
             || !(0.0..=1000.0).contains(&self.reference_screen_min_periods)
+            || !(0.0..=1.0).contains(&self.reference_glare_gate)
         {
             return bad(
-                "reference_screen_strength must be in [0, 1], reference_descreen_sigma in [0.1, 2], reference_screen_min_periods in [0, 1000]",
+                "reference_screen_strength must be in [0, 1], reference_descreen_sigma in [0.1, 2], reference_screen_min_periods in [0, 1000], reference_glare_gate in [0, 1]",
             );
         }
         if !(0.1..0.95).contains(&self.mtcnn_factor) {

@@ -169,7 +169,7 @@ pub fn blur_rect(img: &mut RgbImage, rect: Rect, sigma: f32) {
 }
 
 /// Separable Gaussian of `sigma` over a `w`×`h` plane, edges clamped.
-fn gaussian(plane: &mut [f32], w: usize, h: usize, sigma: f32) {
+pub(crate) fn gaussian(plane: &mut [f32], w: usize, h: usize, sigma: f32) {
     let radius = (3.0 * sigma).ceil() as i64;
     let mut k: Vec<f32> = (-radius..=radius)
         .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())

@@ -18,6 +18,7 @@ use zeroize::Zeroize;
 
 use crate::align::yaw;
 use crate::decode::{Photo, decode_photo};
+use crate::deglare;
 use crate::descreen;
 use crate::device::{DeviceChoice, SelectedDevice, select};
 use crate::imageops::{self, Rect};
@@ -610,6 +611,7 @@ impl Engine {
             let t = Instant::now();
             let mut turned = self.turn_references(chunk, pols, &mut chosen);
             self.descreen_references(chunk, pols, &mut chosen, &mut turned);
+            self.deglare_references(chunk, pols, &mut chosen, &mut turned);
             timings.detect_ms += ms(t);
             let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
             let turned_of = |i: usize| turned.iter().find(|t| t.item == i);
@@ -772,6 +774,64 @@ impl Engine {
             let sigma = screen.sigma(self.config.reference_descreen_sigma);
             descreen::blur_rect(&mut copy, around, sigma);
             copies.push((i, turn, copy, sigma));
+        }
+        if copies.is_empty() {
+            return;
+        }
+        let found = self.detect(&copies.iter().map(|c| &c.2).collect::<Vec<_>>());
+        for ((item, turn, mut image, sigma), faces) in copies.into_iter().zip(found) {
+            let (w, h) = (image.width(), image.height());
+            match choose(&self.config, &faces, FacePolicy::Dominant, w, h) {
+                Ok(detected) if upright(&detected) => {
+                    chosen[item] = Ok(detected);
+                    if let Some(at) = turned.iter().position(|t| t.item == item) {
+                        turn::wipe(&mut turned.swap_remove(at).image);
+                    }
+                    turned.push(Turned {
+                        item,
+                        turn,
+                        image,
+                        detected,
+                        sigma,
+                    });
+                }
+                _ => turn::wipe(&mut image),
+            }
+        }
+    }
+
+    /// A reference whose portrait is washed by glare (`deglare`) is corrected around the face
+    /// on a copy (of its turned or descreened copy, if any) and found again there; the copy
+    /// replaces the photo only if its face is found upright.
+    fn deglare_references(
+        &self,
+        chunk: &[Result<&RgbImage, &Rejection>],
+        policies: &[FacePolicy],
+        chosen: &mut [Result<Detected, Rejection>],
+        turned: &mut Vec<Turned>,
+    ) {
+        let gate = self.config.reference_glare_gate;
+        if gate <= 0.0 {
+            return;
+        }
+        let mut copies: Vec<(usize, Turn, RgbImage, f32)> = Vec::new();
+        for i in 0..chunk.len() {
+            let Ok(d) = &chosen[i] else { continue };
+            if policies[i] != FacePolicy::Dominant {
+                continue;
+            }
+            let (image, turn, sigma) = turned
+                .iter()
+                .find(|t| t.item == i)
+                .map_or((*chunk[i].as_ref().unwrap(), Turn::NONE, 0.0), |t| {
+                    (&t.image, t.turn, t.sigma)
+                });
+            // Found on the photo itself; only a photo with glare is copied.
+            if let Some(glare) = deglare::find_glare(image, &d.face, gate) {
+                let mut copy = image.clone();
+                glare.remove(&mut copy);
+                copies.push((i, turn, copy, sigma));
+            }
         }
         if copies.is_empty() {
             return;

@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod decode;
+pub mod deglare;
 pub mod descreen;
 pub mod device;
 pub mod engine;

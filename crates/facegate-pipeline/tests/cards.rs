@@ -182,3 +182,60 @@ fn a_halftone_portrait_is_descreened_and_matches_its_photo_better() {
         score(&screened)
     );
 }
+
+#[test]
+fn a_reference_washed_by_glare_is_restored_and_matches_its_photo_better() {
+    // face-a with a white wash over the face, drawn as the card generator draws glare
+    // (I' = I + (255 − I)·g, g peaking at 0.75 over the face's centre).
+    let clean = image::load_from_memory(&read(&data("face-a.png"))).unwrap().into_rgb8();
+    let on = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let off = Engine::new(
+        Config {
+            reference_glare_gate: 0.0,
+            ..Config::default()
+        },
+        DeviceChoice::Cpu,
+    )
+    .unwrap();
+    let plain = on
+        .analyze(&[&read(&data("face-a.png"))], &[FacePolicy::Dominant])
+        .items
+        .remove(0)
+        .unwrap();
+    let f = plain.face;
+    let (cx, cy, r) = (f.x + f.width / 2.0, f.y + f.height / 2.0, 0.8 * f.width);
+    let mut washed = clean.clone();
+    for (x, y, p) in washed.enumerate_pixels_mut() {
+        let d2 = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)) / (r * r);
+        let g = 0.75 * (-2.0 * d2).exp();
+        for c in p.0.iter_mut() {
+            *c = (*c as f32 + (255.0 - *c as f32) * g).round() as u8;
+        }
+    }
+    let mut png = Vec::new();
+    washed
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let analyse = |engine: &Engine| {
+        engine
+            .analyze(&[&png], &[FacePolicy::Dominant])
+            .items
+            .remove(0)
+            .unwrap()
+    };
+    let score = |f: &facegate_pipeline::Face| cosine_similarity(plain.descriptor.as_slice(), f.descriptor.as_slice());
+    let (restored, washed) = (analyse(&on), analyse(&off));
+    assert!(
+        score(&restored) > score(&washed) + 0.05,
+        "restored {} against washed {}",
+        score(&restored),
+        score(&washed)
+    );
+    // The photo without glare is not touched: the same descriptor with the correction off.
+    let untouched = off
+        .analyze(&[&read(&data("face-a.png"))], &[FacePolicy::Dominant])
+        .items
+        .remove(0)
+        .unwrap();
+    assert_eq!(untouched.descriptor.as_slice(), plain.descriptor.as_slice());
+}
