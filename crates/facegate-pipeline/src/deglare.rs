@@ -217,11 +217,11 @@ mod tests {
                 .collect();
             let mut out = vec![0f32; n];
             running_min(&input, &mut out, r);
-            for i in 0..n {
+            for (i, got) in out.iter().enumerate() {
                 let lo = i.saturating_sub(r);
                 let hi = (i + r).min(n - 1);
                 let want = input[lo..=hi].iter().copied().fold(f32::INFINITY, f32::min);
-                assert_eq!(out[i], want, "n {n} r {r} i {i}");
+                assert_eq!(*got, want, "n {n} r {r} i {i}");
             }
         }
     }
