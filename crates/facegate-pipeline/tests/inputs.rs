@@ -275,10 +275,16 @@ fn verify_on_wgpu_scores_descriptors_in_place() {
     );
     // The same engine's descriptors, read back: the independent reference for the scores.
     let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
-    let faces = gpu.analyze(&refs, &[FacePolicy::Dominant; 8]).items;
-    let descriptor = |img: &[u8]| {
+    // Each photo as verify reads it: a probe has one face (Single), a reference is found as
+    // a document portrait (Dominant: turned, descreened, glare removed where it needs to be).
+    let as_probe = gpu.analyze(&refs, &[FacePolicy::Single; 8]).items;
+    let as_reference = gpu.analyze(&refs, &[FacePolicy::Dominant; 8]).items;
+    let descriptor = |faces: &[Result<facegate_pipeline::Face, _>], img: &[u8]| {
         let i = refs.iter().position(|r| *r == img).unwrap();
-        faces[i].as_ref().ok().map(|f| f.descriptor.as_slice().to_vec())
+        faces[i]
+            .as_ref()
+            .ok()
+            .map(|f: &facegate_pipeline::Face| f.descriptor.as_slice().to_vec())
     };
     let f64_cos = |a: &[f32], b: &[f32]| {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
@@ -288,7 +294,7 @@ fn verify_on_wgpu_scores_descriptors_in_place() {
     for (i, ((p, r), (g, c))) in pairs.iter().zip(on_gpu.iter().zip(&on_cpu)).enumerate() {
         assert_eq!(g.decision, c.decision, "pair {i}: gpu {g:?} cpu {c:?}");
         assert_eq!(g.reasons, c.reasons, "pair {i}");
-        match (descriptor(p), descriptor(r)) {
+        match (descriptor(&as_probe, p), descriptor(&as_reference, r)) {
             (Some(a), Some(b)) => {
                 let want = f64_cos(&a, &b);
                 let got = g.score.expect("both faces found") as f64;
