@@ -743,10 +743,7 @@ impl Engine {
             if policies[i] != FacePolicy::Dominant {
                 continue;
             }
-            let (image, turn) = turned
-                .iter()
-                .find(|t| t.item == i)
-                .map_or((*chunk[i].as_ref().unwrap(), Turn::NONE), |t| (&t.image, t.turn));
+            let (image, turn, _) = current(chunk, turned, i);
             let Some(screen) = descreen::find_screen(image, &d.face) else {
                 continue;
             };
@@ -775,29 +772,7 @@ impl Engine {
             descreen::blur_rect(&mut copy, around, sigma);
             copies.push((i, turn, copy, sigma));
         }
-        if copies.is_empty() {
-            return;
-        }
-        let found = self.detect(&copies.iter().map(|c| &c.2).collect::<Vec<_>>());
-        for ((item, turn, mut image, sigma), faces) in copies.into_iter().zip(found) {
-            let (w, h) = (image.width(), image.height());
-            match choose(&self.config, &faces, FacePolicy::Dominant, w, h) {
-                Ok(detected) if upright(&detected) => {
-                    chosen[item] = Ok(detected);
-                    if let Some(at) = turned.iter().position(|t| t.item == item) {
-                        turn::wipe(&mut turned.swap_remove(at).image);
-                    }
-                    turned.push(Turned {
-                        item,
-                        turn,
-                        image,
-                        detected,
-                        sigma,
-                    });
-                }
-                _ => turn::wipe(&mut image),
-            }
-        }
+        self.adopt_corrected(copies, chosen, turned);
     }
 
     /// A reference whose portrait is washed by glare (`deglare`) is corrected around the face
@@ -820,12 +795,7 @@ impl Engine {
             if policies[i] != FacePolicy::Dominant {
                 continue;
             }
-            let (image, turn, sigma) = turned
-                .iter()
-                .find(|t| t.item == i)
-                .map_or((*chunk[i].as_ref().unwrap(), Turn::NONE, 0.0), |t| {
-                    (&t.image, t.turn, t.sigma)
-                });
+            let (image, turn, sigma) = current(chunk, turned, i);
             // Found on the photo itself; only a photo with glare is copied.
             if let Some(glare) = deglare::find_glare(image, &d.face, gate) {
                 let mut copy = image.clone();
@@ -833,6 +803,18 @@ impl Engine {
                 copies.push((i, turn, copy, sigma));
             }
         }
+        self.adopt_corrected(copies, chosen, turned);
+    }
+
+    /// Finds the face again on each corrected copy (descreened, glare removed) of a reference;
+    /// a copy whose face is found upright replaces the photo (or its earlier copy), any other
+    /// is wiped.
+    fn adopt_corrected(
+        &self,
+        copies: Vec<(usize, Turn, RgbImage, f32)>,
+        chosen: &mut [Result<Detected, Rejection>],
+        turned: &mut Vec<Turned>,
+    ) {
         if copies.is_empty() {
             return;
         }
@@ -1013,6 +995,19 @@ struct Measured {
 }
 
 /// A reference's face found on a copy of its photo: turned, descreened, or both.
+/// The photo item `i` is read from now: its turned or corrected copy if it has one, with the
+/// copy's turn and descreening σ, else the decoded photo.
+fn current<'a>(
+    chunk: &[Result<&'a RgbImage, &Rejection>],
+    turned: &'a [Turned],
+    i: usize,
+) -> (&'a RgbImage, Turn, f32) {
+    match turned.iter().find(|t| t.item == i) {
+        Some(t) => (&t.image, t.turn, t.sigma),
+        None => (*chunk[i].as_ref().expect("a decoded photo"), Turn::NONE, 0.0),
+    }
+}
+
 struct Turned {
     item: usize,
     turn: Turn,
