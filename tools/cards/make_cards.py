@@ -58,7 +58,7 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-TOOL_VERSION = "1.0"
+TOOL_VERSION = "2.0"
 
 # ID-1 card: 85.6 x 54 mm rendered at ~11.8 px/mm.
 CARD_W, CARD_H = 1012, 638
@@ -365,15 +365,21 @@ def portrait_crop_box(photo_size, rng):
     return ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
 
 
-def halftone(rgb, rng):
-    """CMYK rotated dot screens (15/75/0/45 deg), like an offset-printed photo."""
+SCREENS = ("fine", "coarse")
+# Print resolution: the card raster is 300 dpi (CARD_W px over 85.6 mm); a fine
+# screen is rendered at SUPERSAMPLE x that and averaged down, as a camera (or
+# the eye) integrates dots far below its resolution.
+SUPERSAMPLE = 4
+
+
+def halftone(rgb, cell, base):
+    """CMYK rotated dot screens (15/75/0/45 deg), like an offset-printed photo.
+    `cell` is the screen period in pixels of `rgb`."""
     h, w, _ = rgb.shape
-    cell = rng.uniform(3.5, 6.0)
     k = 1.0 - rgb.max(axis=-1)
     denom = np.maximum(1.0 - k, 1e-4)
     cmyk = [(1 - rgb[..., i] - k) / denom for i in range(3)] + [k]
     yy, xx = grid(h, w)
-    base = rng.uniform(0, 90)
     inks = []
     for plate, ang in zip(cmyk, (15, 75, 0, 45)):
         a = math.radians(base + ang)
@@ -387,27 +393,50 @@ def halftone(rgb, rng):
     return out
 
 
-def ordered_dither(rgb, rng):
-    """Bayer-matrix ordered dither to a few levels per channel (cheap card printers)."""
+def ordered_dither(rgb, cell, levels):
+    """Bayer-matrix ordered dither to `levels` + 1 levels per channel, the 8x8
+    matrix's cells `cell` pixels of `rgb` wide (card printers, laser engraving)."""
     b = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], float)
     b8 = np.block([[4 * b, 4 * b + 2], [4 * b + 3, 4 * b + 1]])
-    cell = int(rng.integers(1, 3))
     thr = (np.kron(b8, np.ones((cell, cell))) + 0.5) / 64.0
     h, w, _ = rgb.shape
     reps = (h // thr.shape[0] + 1, w // thr.shape[1] + 1)
     thr = np.tile(thr, reps)[:h, :w, None]
-    levels = int(rng.integers(2, 5)) - 1
     return np.floor(rgb * levels + thr) / levels
 
 
-def print_portrait(photo, box, size, rng, method):
+def print_params(rng):
+    """Every print parameter, drawn in a fixed order whatever the method and
+    screen, so forcing one changes nothing else about the card."""
+    return {
+        "fine_lpi": float(rng.uniform(106, 175)),  # laser printers to offset photo screens
+        "coarse_cell": float(rng.uniform(3.5, 6.0)),  # 50-86 lpi at 300 dpi: newsprint
+        "angle": float(rng.uniform(0, 90)),
+        "fine_dither_cell": int(rng.integers(1, 3)),  # at 1200 dpi: 600-1200 dpi dots
+        "coarse_dither_cell": int(rng.integers(1, 3)),  # at 300 dpi
+        "levels": int(rng.integers(2, 5)) - 1,
+        "desaturate": float(rng.uniform(0.15, 0.4)),
+    }
+
+
+def print_portrait(photo, box, size, pp, method, screen):
     """Crop + scale the face photo into the card's portrait window, printed."""
-    p = np.asarray(photo.resize(size, Image.LANCZOS, box=box), np.float32) / 255.0
+    ss = SUPERSAMPLE if screen == "fine" else 1
+    w, h = size
+    p = np.asarray(photo.resize((w * ss, h * ss), Image.LANCZOS, box=box), np.float32) / 255.0
     grey = p.mean(axis=-1, keepdims=True)
-    p = p + (grey - p) * rng.uniform(0.15, 0.4)  # printers lose saturation
+    p = p + (grey - p) * pp["desaturate"]  # printers lose saturation
     p = 0.05 + 0.9 * p ** 0.85  # lifted shadows; never paper white or full black
-    p = halftone(p, rng) if method == "halftone" else ordered_dither(p, rng)
-    return np.clip(p, 0, 1) * 255.0
+    if method == "halftone":
+        cell = 300.0 * ss / pp["fine_lpi"] if screen == "fine" else pp["coarse_cell"]
+        p = halftone(p, cell, pp["angle"])
+    else:
+        cell = pp["fine_dither_cell"] if screen == "fine" else pp["coarse_dither_cell"]
+        p = ordered_dither(p, cell, pp["levels"])
+    p = np.clip(p, 0, 1)
+    if ss > 1:  # area average down to the card's raster
+        p = p.reshape(h, ss, w, ss, 3).mean(axis=(1, 3))
+    return p * 255.0
 
 
 def ghost_portrait(photo, box, size, rng):
@@ -440,7 +469,7 @@ def holographic_overlay(card, rng):
     return card * (1 - alpha) + rgb * alpha
 
 
-def compose_card(photo, rng, ghost: bool, holo: bool, print_method=None):
+def compose_card(photo, rng, ghost: bool, holo: bool, print_method=None, screen="fine"):
     """Render the flat card (RGBA) and the maps from the photo into it.
 
     Returns (card_image, info) where info has the portrait/ghost rectangles and
@@ -459,7 +488,8 @@ def compose_card(photo, rng, ghost: bool, holo: bool, print_method=None):
     box = portrait_crop_box(photo.size, rng)
     drawn = "halftone" if rng.random() < 0.5 else "dither"  # drawn even when forced: same stream
     method = print_method or drawn
-    card[py:py + ph, px:px + pw] = print_portrait(photo, box, (pw, ph), rng, method)
+    pp = print_params(rng)
+    card[py:py + ph, px:px + pw] = print_portrait(photo, box, (pw, ph), pp, method, screen)
     a_portrait = translate(px, py) @ scale(pw / (box[2] - box[0]), ph / (box[3] - box[1])) @ translate(-box[0], -box[1])
 
     ghost_info = None
@@ -501,6 +531,9 @@ def compose_card(photo, rng, ghost: bool, holo: bool, print_method=None):
         "portrait_map": a_portrait,
         "ghost": ghost_info,
         "print": method,
+        "screen": screen,
+        "lpi": round(pp["fine_lpi"] if screen == "fine" else 300.0 / pp["coarse_cell"], 1)
+        if method == "halftone" else None,
         "holo": holo,
         "crop_box": [round(float(c), 3) for c in box],
     }
@@ -784,11 +817,13 @@ def capture(card, info, rng, params, region=None, frame=None):
             "frame": "%dx%d" % tuple(size),
             "holo": "yes" if info["holo"] else "no",
             "print": info["print"],
+            "screen": info["screen"],
             **labels_extra,
         },
         "params": {
             **pose,
             "portrait_crop_box": info["crop_box"],
+            "lpi": info["lpi"],
             "noise_sigma": round(params["noise_sigma"], 3),
             "jpeg_quality": params["jpeg_quality"],
             **blur_details,
@@ -815,7 +850,8 @@ def make_card_photo(photo_path, seed, frame_spec, overrides=None, name=None):
     params = draw_capture_params(rng, frame_spec)
     params.update({k: v for k, v in (overrides or {}).items() if v is not None})
     photo = load_photo(photo_path)
-    card, info = compose_card(photo, rng, params["ghost"], params["holo"], params.get("print"))
+    card, info = compose_card(photo, rng, params["ghost"], params["holo"], params.get("print"),
+                              params.get("screen") or "fine")
     jpeg, truth = capture(card, info, rng, params)
     truth["source"] = photo_path  # as given: absolute in pairs mode, repo-relative for fixtures
     truth["source_size"] = list(photo.size)
@@ -860,7 +896,7 @@ def run_pairs(args):
         pairs = pairs[:args.limit]
     os.makedirs(os.path.join(out, "cards"), exist_ok=True)
     frame_spec = parse_frame(args.frame)
-    overrides = {"ghost": None if args.ghost is None else args.ghost == "yes"}
+    overrides = condition_overrides(args)
     jobs, card_of = [], {}
     for _, _, rname, j, _ in pairs:
         src = lfw_path(images, rname, j)
@@ -885,12 +921,11 @@ def run_pairs(args):
             pc.write("%s\t%s\t%d\t%s\t%s\n" % (probe, card_of[ref], same, pname, rname))
             pp.write("%s\t%s\t%d\t%s\t%s\n" % (probe, ref, same, pname, rname))
     with open(os.path.join(out, "conditions.tsv"), "w") as fh:
-        fh.write("image\trotation\tglare\tblur\tsize\tghost\tframe\tprint\tholo\n")
+        cols = ("rotation", "glare", "blur", "size", "ghost", "frame", "print", "screen", "holo")
+        fh.write("image\t%s\n" % "\t".join(cols))
         for _, dst, _, _, _ in jobs:
             lb = truths[dst]["labels"]
-            fh.write("%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" % (dst, lb["rotation"], lb["glare"], lb["blur"],
-                                                               lb["size"], lb["ghost"], lb["frame"], lb["print"],
-                                                               lb["holo"]))
+            fh.write("%s\t%s\n" % (dst, "\t".join(str(lb[c]) for c in cols)))
     write_json(os.path.join(out, "truth.json"),
                {"tool": "make_cards.py", "version": TOOL_VERSION, "seed": args.seed, "frame": args.frame,
                 "pairs": os.path.abspath(args.pairs), "cards": {d: truths[d] for _, d, _, _, _ in jobs}})
@@ -915,12 +950,12 @@ def json_path_for(out_image):
     return os.path.splitext(out_image)[0] + ".json"
 
 
-def run_single(args):
-    t0 = time.time()
-    frame = parse_frame(args.frame or "1600x1200")
-    overrides = {
+def condition_overrides(args):
+    """The conditions forced on the command line (None: drawn from the seed)."""
+    return {
         "rotation": args.rotation,
         "ghost": None if args.ghost is None else args.ghost == "yes",
+        "holo": None if args.holo is None else args.holo == "yes",
         "glare": args.glare,
         "blur": args.blur,
         "fraction": args.card_fraction,
@@ -929,7 +964,14 @@ def run_single(args):
         "jpeg_quality": args.jpeg_quality,
         "noise_sigma": args.noise_sigma,
         "print": args.print_method,
+        "screen": args.screen,
     }
+
+
+def run_single(args):
+    t0 = time.time()
+    frame = parse_frame(args.frame or "1600x1200")
+    overrides = condition_overrides(args)
     jpeg, truth = make_card_photo(args.photo, args.seed, frame, overrides)
     with open(args.out_image, "wb") as fh:
         fh.write(jpeg)
@@ -992,8 +1034,21 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--frame", help="WxH, e.g. 1600x1200 (default) or 4000x3000; pairs mode also 'mixed'")
     ap.add_argument("--ghost", choices=["yes", "no"], help="force the ghost portrait on/off")
-    ap.add_argument("--jpeg-quality", type=int, help="force the JPEG quality (default 60-95)")
-    ap.add_argument("--noise-sigma", type=float, help="force the sensor noise sigma in levels (default 2-8)")
+    c = ap.add_argument_group("conditions (any mode; default: drawn from the seed)")
+    c.add_argument("--jpeg-quality", type=int, help="force the JPEG quality (default 60-95)")
+    c.add_argument("--noise-sigma", type=float, help="force the sensor noise sigma in levels (default 2-8)")
+    c.add_argument("--rotation", type=int, choices=ROTATIONS)
+    c.add_argument("--holo", choices=["yes", "no"], help="force the holographic band on/off")
+    c.add_argument("--glare", choices=GLARES)
+    c.add_argument("--blur", choices=BLURS)
+    c.add_argument("--print", dest="print_method", choices=("halftone", "dither"),
+                   help="how the portrait is printed (default: drawn, half each)")
+    c.add_argument("--screen", choices=SCREENS,
+                   help="print resolution: fine (default; 106-175 lpi halftone, dither dots at 600-1200 dpi) or "
+                        "coarse (50-86 lpi, dither cells of 1-2 px at 300 dpi: newsprint, version 1.0's only one)")
+    c.add_argument("--card-fraction", type=float, help="card long side / frame width (default 0.30-0.80)")
+    c.add_argument("--tilt", type=float, help="max in-plane tilt in degrees, drawn from +-DEG (default 10)")
+    c.add_argument("--perspective", type=float, help="max out-of-plane angle per axis, +-DEG (default 20)")
     g = ap.add_argument_group("pairs mode")
     g.add_argument("--pairs", help="LFW pairs file")
     g.add_argument("--images", help="LFW image folder (NAME/NAME_0001.jpg)")
@@ -1005,21 +1060,11 @@ def main(argv=None):
     s.add_argument("--selfie", help="face photo shown as the large subject (selfie mode)")
     s.add_argument("--card-photo", help="face photo on the held card (selfie mode)")
     s.add_argument("--out-image", help="output JPEG; truth goes to the same name with .json")
-    s.add_argument("--rotation", type=int, choices=ROTATIONS)
-    s.add_argument("--glare", choices=GLARES)
-    s.add_argument("--blur", choices=BLURS)
-    s.add_argument("--print", dest="print_method", choices=("halftone", "dither"),
-                   help="how the portrait is printed (default: drawn, half each)")
-    s.add_argument("--card-fraction", type=float, help="card long side / frame width (default 0.30-0.80)")
-    s.add_argument("--tilt", type=float, help="max in-plane tilt in degrees, drawn from +-DEG (default 10)")
-    s.add_argument("--perspective", type=float, help="max out-of-plane angle per axis, +-DEG (default 20)")
     args = ap.parse_args(argv)
 
     if args.pairs:
         if not (args.images and args.out):
             ap.error("--pairs needs --images and --out")
-        if args.jpeg_quality or args.noise_sigma is not None:
-            ap.error("--jpeg-quality and --noise-sigma are for single/selfie mode")
         args.frame = args.frame or "1600x1200"
         run_pairs(args)
     elif args.selfie:
