@@ -77,6 +77,10 @@ pub enum Rejection {
         "the portrait on the document is too small ({size_px} px, at least {min_px} px needed); move the camera closer to the card"
     )]
     PortraitTooSmall { size_px: u32, min_px: u32 },
+    /// A reference (an ID document) with no face found and a spot washed out by light off
+    /// the card: the person can tilt the card away from the light.
+    #[error("light reflected off the document hides its portrait; tilt the card away from the light")]
+    GlareOnPortrait,
     #[error("the face is blurred (sharpness {sharpness:.1}, at least {min_sharpness:.1} needed); hold still")]
     Blurred { sharpness: f32, min_sharpness: f32 },
     #[error("the face is turned away (yaw {yaw:.2}, at most {max_yaw:.2}); look straight at the camera")]
@@ -94,6 +98,7 @@ impl Rejection {
         "multiple_faces",
         "face_too_small",
         "document_portrait_too_small",
+        "glare_on_portrait",
         "blurred",
         "turned_away",
     ];
@@ -109,6 +114,7 @@ impl Rejection {
             Self::MultipleFaces { .. } => "multiple_faces",
             Self::FaceTooSmall { .. } => "face_too_small",
             Self::PortraitTooSmall { .. } => "document_portrait_too_small",
+            Self::GlareOnPortrait => "glare_on_portrait",
             Self::Blurred { .. } => "blurred",
             Self::TurnedAway { .. } => "turned_away",
         }
@@ -268,6 +274,7 @@ mod tests {
             Rejection::MultipleFaces { count: 2 },
             Rejection::FaceTooSmall { size_px: 1, min_px: 2 },
             Rejection::PortraitTooSmall { size_px: 1, min_px: 2 },
+            Rejection::GlareOnPortrait,
             Rejection::Blurred {
                 sharpness: 0.0,
                 min_sharpness: 1.0,

@@ -28,6 +28,64 @@ const T_FLOOR: f32 = 0.10;
 /// coarse grid loses nothing and costs a sixty-fourth of full resolution).
 const GRID_FACE: f32 = 64.0;
 
+/// The size of the stand-in face [`find_glare_spot`] returns, as a share of the photo's longer
+/// side: a card over 30–80 % of the frame, its portrait's face about a sixth of the card.
+const SPOT_FACE: f32 = 0.09;
+/// How washed out (the darkest channel, 0..1, averaged and smoothed over about a face) a spot
+/// must be to be taken for glare.
+const SPOT_LEVEL: f32 = 0.85;
+/// How much brighter than its surroundings (the median over a ring one to one and a half
+/// stand-in faces from it) the spot must be: glare is a highlight, a white desk or wall is
+/// bright all round.
+const SPOT_CONTRAST: f32 = 0.10;
+
+/// Where a photo in which no face was found is washed out most: the brightest smooth blob of
+/// its darkest channel, if bright enough to be glare, as a stand-in face box (a card
+/// portrait's face at the usual framing) for [`find_glare`].
+pub fn find_glare_spot(img: &RgbImage) -> Option<FaceBox> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let long = w.max(h) as f32;
+    let side = SPOT_FACE * long;
+    let cell = (long / 256.0).max(1.0);
+    let gw = ((w as f32 / cell).ceil() as usize).max(1);
+    let gh = ((h as f32 / cell).ceil() as usize).max(1);
+    let mut plane = vec![0f32; gw * gh];
+    let mut count = vec![0u32; gw * gh];
+    for (x, y, p) in img.enumerate_pixels() {
+        let g = ((y as f32 / cell) as usize).min(gh - 1) * gw + ((x as f32 / cell) as usize).min(gw - 1);
+        plane[g] += p.0[0].min(p.0[1]).min(p.0[2]) as f32 / 255.0;
+        count[g] += 1;
+    }
+    plane.iter_mut().zip(&count).for_each(|(v, &n)| *v /= n.max(1) as f32);
+    gaussian(&mut plane, gw, gh, (0.25 * side / cell).max(0.5));
+    let (at, &level) = plane.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+    let (ax, ay) = ((at % gw) as f32, (at / gw) as f32);
+    let (r0, r1) = (side / cell, 1.5 * side / cell);
+    let mut ring: Vec<f32> = (0..gw * gh)
+        .filter(|&g| {
+            let d = ((g % gw) as f32 - ax).hypot((g / gw) as f32 - ay);
+            (r0..=r1).contains(&d)
+        })
+        .map(|g| plane[g])
+        .collect();
+    plane.zeroize();
+    if level < SPOT_LEVEL || ring.is_empty() {
+        return None;
+    }
+    ring.sort_by(f32::total_cmp);
+    if level - ring[ring.len() / 2] < SPOT_CONTRAST {
+        return None;
+    }
+    let (cx, cy) = ((ax + 0.5) * cell, (ay + 0.5) * cell);
+    Some(FaceBox {
+        x: cx - side / 2.0,
+        y: cy - side / 2.0,
+        width: side,
+        height: side,
+        score: 0.0,
+    })
+}
+
 /// Removes glare from the face in `face` and around it, in place, when the wash at the face's
 /// centre is strong enough: the median t over the central half of the box under `gate`.
 /// Returns that median when it did (the image is unchanged otherwise).
@@ -224,6 +282,37 @@ mod tests {
                 assert_eq!(*got, want, "n {n} r {r} i {i}");
             }
         }
+    }
+
+    /// A 640×480 desk-and-card scene: mid-grey desk with a darker card, a face-like dark
+    /// texture on it, and (optionally) a highlight: I + (255 − I)·0.9·exp(−d²/2σ²).
+    fn scene(highlight: Option<(f32, f32)>, desk: u8) -> RgbImage {
+        RgbImage::from_fn(640, 480, |x, y| {
+            let base = if (150..490).contains(&x) && (120..360).contains(&y) {
+                // the card, with fine dark detail as a printed portrait has
+                if (x / 3 + y / 5) % 4 == 0 { 40.0 } else { 150.0 }
+            } else {
+                desk as f32
+            };
+            let g = highlight.map_or(0.0, |(hx, hy)| {
+                let d2 = (x as f32 - hx).powi(2) + (y as f32 - hy).powi(2);
+                0.9 * (-d2 / (2.0 * 30.0f32.powi(2))).exp()
+            });
+            let v = (base + (255.0 - base) * g).round() as u8;
+            image::Rgb([v, v, v])
+        })
+    }
+
+    #[test]
+    fn a_glare_spot_is_found_where_the_highlight_is_and_nowhere_else() {
+        let spot = find_glare_spot(&scene(Some((260.0, 200.0)), 110)).expect("a spot");
+        let (cx, cy) = (spot.x + spot.width / 2.0, spot.y + spot.height / 2.0);
+        assert!((cx - 260.0).abs() < 8.0 && (cy - 200.0).abs() < 8.0, "{cx} {cy}");
+        assert!((spot.width - 0.09 * 640.0).abs() < 1e-3);
+        // No highlight: nothing; a white desk is bright all round, not a spot of glare.
+        assert!(find_glare_spot(&scene(None, 110)).is_none());
+        assert!(find_glare_spot(&scene(None, 250)).is_none());
+        assert!(find_glare_spot(&RgbImage::from_pixel(300, 200, image::Rgb([255, 255, 255]))).is_none());
     }
 
     fn face_photo() -> RgbImage {

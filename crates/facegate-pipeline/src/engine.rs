@@ -610,8 +610,10 @@ impl Engine {
                 .collect();
             let t = Instant::now();
             let mut turned = self.turn_references(chunk, pols, &mut chosen);
+            self.check_turns(chunk, pols, &mut chosen, &mut turned);
             self.descreen_references(chunk, pols, &mut chosen, &mut turned);
             self.deglare_references(chunk, pols, &mut chosen, &mut turned);
+            self.deglare_unfound(chunk, pols, &mut chosen, &mut turned);
             timings.detect_ms += ms(t);
             let wanted: Vec<usize> = (0..chunk.len()).filter(|&i| chosen[i].is_ok()).collect();
             let turned_of = |i: usize| turned.iter().find(|t| t.item == i);
@@ -723,6 +725,54 @@ impl Engine {
         turned
     }
 
+    /// See `Config::reference_turn_check`: each reference's face is looked at again on a small
+    /// crop around it at the four quarter turns, and a clearly better turn sends the whole
+    /// photo to be searched again at that turn (kept only if its face is found upright there).
+    fn check_turns(
+        &self,
+        chunk: &[Result<&RgbImage, &Rejection>],
+        policies: &[FacePolicy],
+        chosen: &mut [Result<Detected, Rejection>],
+        turned: &mut Vec<Turned>,
+    ) {
+        if !self.config.reference_rotations || !self.config.reference_turn_check {
+            return;
+        }
+        let items: Vec<usize> = (0..chunk.len())
+            .filter(|&i| policies[i] == FacePolicy::Dominant)
+            .filter(|&i| chosen[i].as_ref().is_ok_and(|d| d.points.is_some()))
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        let mut crops = Vec::with_capacity(4 * items.len());
+        for &i in &items {
+            let (image, _, _) = current(chunk, turned, i);
+            let Ok(d) = &chosen[i] else { unreachable!() };
+            let mut crop = turn_check_crop(image, &d.face);
+            crops.extend((0..4).map(|q| Turn(q).apply(&crop)));
+            turn::wipe(&mut crop);
+        }
+        let found = self.detect(&crops.iter().collect::<Vec<_>>());
+        crops.iter_mut().for_each(turn::wipe);
+        let mut copies = Vec::new();
+        for (k, &i) in items.iter().enumerate() {
+            let surest = |q: usize| {
+                found[4 * k + q]
+                    .iter()
+                    .map(|d| log_odds(d.face.score))
+                    .fold(f32::NEG_INFINITY, f32::max)
+            };
+            let best = (1..4).max_by(|&a, &b| surest(a).total_cmp(&surest(b))).unwrap();
+            if surest(best) >= surest(0) + TURN_MARGIN {
+                let (image, turn, _) = current(chunk, turned, i);
+                let q = Turn(best as u8);
+                copies.push((i, Turn((turn.0 + q.0) % 4), q.apply(image), 0.0));
+            }
+        }
+        self.adopt_corrected(copies, chosen, turned);
+    }
+
     /// For each reference whose chosen face shows a halftone screen (see
     /// `Config::reference_descreen`), blur a copy of its photo (turned, where it was) around
     /// the face by half the screen's period and detect again; the face found there, upright,
@@ -804,6 +854,84 @@ impl Engine {
             }
         }
         self.adopt_corrected(copies, chosen, turned);
+    }
+
+    /// A reference in which no face was found at all may have it hidden under glare: the most
+    /// washed-out spot (`deglare::find_glare_spot`) is corrected as if a face were there, and
+    /// the copy searched at the four quarter turns; the face found upright with the highest
+    /// score is taken. Where none is, the refusal names the glare (`glare_on_portrait`): the
+    /// person can tilt the card away from the light.
+    fn deglare_unfound(
+        &self,
+        chunk: &[Result<&RgbImage, &Rejection>],
+        policies: &[FacePolicy],
+        chosen: &mut [Result<Detected, Rejection>],
+        turned: &mut Vec<Turned>,
+    ) {
+        let gate = self.config.reference_glare_gate;
+        if gate <= 0.0 {
+            return;
+        }
+        let mut glared: Vec<(usize, RgbImage)> = Vec::new();
+        for i in 0..chunk.len() {
+            let (Ok(image), Err(Rejection::NoFace)) = (chunk[i], &chosen[i]) else {
+                continue;
+            };
+            if policies[i] != FacePolicy::Dominant {
+                continue;
+            }
+            let Some(spot) = deglare::find_glare_spot(image) else {
+                continue;
+            };
+            if let Some(glare) = deglare::find_glare(image, &spot, gate) {
+                let mut copy = image.clone();
+                glare.remove(&mut copy);
+                glared.push((i, copy));
+            }
+        }
+        if glared.is_empty() {
+            return;
+        }
+        let copies: Vec<RgbImage> = (glared.iter())
+            .flat_map(|(_, c)| (0..4).map(|q| Turn(q).apply(c)))
+            .collect();
+        glared.iter_mut().for_each(|(_, c)| turn::wipe(c));
+        let found = self.detect(&copies.iter().collect::<Vec<_>>());
+        let mut copies = copies.into_iter().zip(found);
+        for &(item, _) in &glared {
+            let mut best: Option<Turned> = None;
+            for q in 0..4 {
+                let (mut image, faces) = copies.next().expect("four turns per photo");
+                let (w, h) = (image.width(), image.height());
+                match choose(&self.config, &faces, FacePolicy::Dominant, w, h) {
+                    Ok(detected)
+                        if upright(&detected)
+                            && best
+                                .as_ref()
+                                .is_none_or(|b| detected.face.score > b.detected.face.score) =>
+                    {
+                        let new = Turned {
+                            item,
+                            turn: Turn(q),
+                            image,
+                            detected,
+                            sigma: 0.0,
+                        };
+                        if let Some(mut old) = best.replace(new) {
+                            turn::wipe(&mut old.image);
+                        }
+                    }
+                    _ => turn::wipe(&mut image),
+                }
+            }
+            match best {
+                Some(t) => {
+                    chosen[item] = Ok(t.detected);
+                    turned.push(t);
+                }
+                None => chosen[item] = Err(Rejection::GlareOnPortrait),
+            }
+        }
     }
 
     /// Finds the face again on each corrected copy (descreened, glare removed) of a reference;
@@ -997,6 +1125,47 @@ struct Measured {
 /// A reference's face found on a copy of its photo: turned, descreened, or both.
 /// The photo item `i` is read from now: its turned or corrected copy if it has one, with the
 /// copy's turn and descreening σ, else the decoded photo.
+/// How much surer (log-odds) the detector must be of a face at another quarter turn of the
+/// turn check's crop for the photo to be searched again at that turn.
+const TURN_MARGIN: f32 = 1.0;
+/// The size (px) the turn check scales a face's longer side down to: large for MTCNN, and a
+/// crop of three times that is a cheap detection.
+const TURN_CHECK_FACE_PX: f32 = 80.0;
+
+/// The square three times `face`'s longer side around it (clipped to the photo), scaled so
+/// the face is at most `TURN_CHECK_FACE_PX`; the caller wipes it.
+fn turn_check_crop(image: &RgbImage, face: &FaceBox) -> RgbImage {
+    let side = 3.0 * face.width.max(face.height);
+    let (cx, cy) = (face.x + face.width / 2.0, face.y + face.height / 2.0);
+    let r = Rect::clip(
+        f64::from(cx - side / 2.0),
+        f64::from(cy - side / 2.0),
+        f64::from(side),
+        f64::from(side),
+        image.width(),
+        image.height(),
+    )
+    .unwrap_or_else(|| imageops::full(image));
+    let mut crop = image::imageops::crop_imm(image, r.x, r.y, r.width, r.height).to_image();
+    let scale = (TURN_CHECK_FACE_PX / face.width.max(face.height)).min(1.0);
+    if scale < 1.0 {
+        let (w, h) = (
+            ((r.width as f32 * scale).round() as u32).max(1),
+            ((r.height as f32 * scale).round() as u32).max(1),
+        );
+        let small = image::imageops::resize(&crop, w, h, image::imageops::FilterType::Triangle);
+        turn::wipe(&mut crop);
+        crop = small;
+    }
+    crop
+}
+
+/// A detector's score as log-odds, where scores near 1 still differ.
+fn log_odds(p: f32) -> f32 {
+    let p = p.clamp(1e-7, 1.0 - 1e-7);
+    (p / (1.0 - p)).ln()
+}
+
 fn current<'a>(
     chunk: &[Result<&'a RgbImage, &Rejection>],
     turned: &'a [Turned],

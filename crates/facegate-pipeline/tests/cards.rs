@@ -126,15 +126,91 @@ fn a_card_held_beside_the_face_in_a_selfie_is_refused() {
     );
 }
 
+/// Encodes `img` as PNG (lossless: what the test drew is what the engine reads).
+fn png(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
 #[test]
-fn a_portrait_washed_out_by_glare_is_refused_not_matched() {
-    // Glare over card-c's portrait leaves no face to find: the person is told so (and can
-    // retake the photo) instead of being compared on what is left.
-    assert_eq!(truth("card-c-glare")["labels"]["glare"], "on_portrait");
-    let engine = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+fn a_portrait_hidden_by_glare_is_found_after_removal_or_refused_as_glare() {
+    // Glare over card-c's portrait hides its face from the detector.
+    let t = truth("card-c-glare");
+    assert_eq!(t["labels"]["glare"], "on_portrait");
     let card = read(&data("cards/card-c-glare.jpg"));
-    let out = engine.analyze(&[&card], &[FacePolicy::Dominant]).items.remove(0);
-    assert_eq!(out.map(|f| f.face), Err(Rejection::NoFace));
+    let analyse = |engine: &Engine, bytes: &[u8]| engine.analyze(&[bytes], &[FacePolicy::Dominant]).items.remove(0);
+    let off = Engine::new(
+        Config {
+            reference_glare_gate: 0.0,
+            ..Config::default()
+        },
+        DeviceChoice::Cpu,
+    )
+    .unwrap();
+    assert_eq!(analyse(&off, &card).map(|f| f.face), Err(Rejection::NoFace));
+    // Removed around the most washed-out spot, the face is found where the generator put it.
+    let on = engine(DeviceChoice::Cpu, Config::default()).unwrap();
+    let found = analyse(&on, &card).expect("found under the glare");
+    let want = expected_box(&on, "face-c.png", &t["H"]);
+    assert!(iou(want, found.face) >= 0.6, "{:?} against {want:?}", found.face);
+    // A highlight that leaves nothing of the face (97 % white over the portrait's middle) is
+    // refused with the reason the person can act on, not as "no face".
+    let mut img = decode(&card, u64::MAX).unwrap();
+    let size = |k: usize| t["source_size"][k].as_f64().unwrap();
+    let [cx, cy] = apply(&t["H"], [(size(0) - 1.0) / 2.0, (size(1) - 1.0) / 2.0]);
+    let q = &t["portrait_quad"];
+    let width = (q[1][0].as_f64().unwrap() - q[0][0].as_f64().unwrap())
+        .hypot(q[1][1].as_f64().unwrap() - q[0][1].as_f64().unwrap());
+    let sigma = 0.45 * width;
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let d2 = (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2);
+        let g = (0.97 * (-d2 / (2.0 * sigma * sigma)).exp()) as f32;
+        for c in p.0.iter_mut() {
+            *c = (*c as f32 + (255.0 - *c as f32) * g).round() as u8;
+        }
+    }
+    assert_eq!(
+        analyse(&on, &png(&img)).map(|f| f.face),
+        Err(Rejection::GlareOnPortrait)
+    );
+    // Probes are never searched this way: a selfie has no card to tilt.
+    let probe = on.analyze(&[&png(&img)], &[FacePolicy::Single]).items.remove(0);
+    assert_eq!(probe.map(|f| f.face), Err(Rejection::NoFace));
+}
+
+#[test]
+fn an_upside_down_face_the_detector_is_sure_of_is_turned_by_the_turn_check() {
+    // face-a upside down: MTCNN still boxes it with a high score. The turn check looks at it
+    // again on a small crop at each quarter turn and searches the photo at the turn it is
+    // surest of, so the face is described upright.
+    let plain = read(&data("face-a.png"));
+    let upside_down = png(&image::imageops::rotate180(&decode(&plain, u64::MAX).unwrap()));
+    let config = |check: bool| Config {
+        // Only the check decides: the first search's doubt (a low score) is switched off.
+        reference_upright_score: 0.0,
+        reference_turn_check: check,
+        ..Config::default()
+    };
+    let analyse = |engine: &Engine, bytes: &[u8]| {
+        engine
+            .analyze(&[bytes], &[FacePolicy::Dominant])
+            .items
+            .remove(0)
+            .unwrap()
+    };
+    let on = Engine::new(config(true), DeviceChoice::Cpu).unwrap();
+    let upright = analyse(&on, &plain);
+    assert_eq!(upright.rotation, 0, "an upright photo stays as it is");
+    let turned = analyse(&on, &upside_down);
+    assert_eq!(turned.rotation, 180);
+    let same = cosine_similarity(upright.descriptor.as_slice(), turned.descriptor.as_slice());
+    assert!(same > 0.9, "{same}");
+    // Without the check the face is described as the first search left it.
+    let off = Engine::new(config(false), DeviceChoice::Cpu).unwrap();
+    let first = analyse(&off, &upside_down);
+    assert_eq!(first.rotation, 0, "the first search kept the upside-down face");
 }
 
 #[test]
