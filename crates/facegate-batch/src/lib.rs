@@ -235,6 +235,24 @@ struct InputRow {
 /// A row to verify, or (id, error code) when the row itself is unusable.
 type RowOrError = Result<InputRow, (String, String)>;
 
+/// The input columns a job reads: `id`, `probe` and `reference` unless named otherwise.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    pub id: String,
+    pub probe: String,
+    pub reference: String,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self {
+            id: "id".into(),
+            probe: "probe".into(),
+            reference: "reference".into(),
+        }
+    }
+}
+
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, JobError> {
     let col = batch
         .column_by_name(name)
@@ -243,13 +261,15 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, JobEr
     match col.data_type() {
         DataType::Utf8 => Ok(owned(&mut col.as_string::<i32>().iter())),
         DataType::LargeUtf8 => Ok(owned(&mut col.as_string::<i64>().iter())),
+        // Polars and recent pyarrow hand strings over as views.
+        DataType::Utf8View => Ok(owned(&mut col.as_string_view().iter())),
         other => Err(JobError::Input(format!(
             "`{name}` must be a string column, not {other}"
         ))),
     }
 }
 
-fn sources(batch: &RecordBatch, name: &str, base: &Path) -> Result<Vec<Option<Source>>, JobError> {
+fn sources(batch: &RecordBatch, name: &str, base: Option<&Path>) -> Result<Vec<Option<Source>>, JobError> {
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| JobError::Input(format!("no `{name}` column")))?;
@@ -260,20 +280,28 @@ fn sources(batch: &RecordBatch, name: &str, base: &Path) -> Result<Vec<Option<So
     match col.data_type() {
         DataType::Binary => Ok(owned(&mut col.as_binary::<i32>().iter())),
         DataType::LargeBinary => Ok(owned(&mut col.as_binary::<i64>().iter())),
-        DataType::Utf8 | DataType::LargeUtf8 => Ok(strings(batch, name)?
-            .into_iter()
-            .map(|p| p.map(|p| confined(base, &p).map_or(Source::Outside, Source::Path)))
-            .collect()),
+        DataType::BinaryView => Ok(owned(&mut col.as_binary_view().iter())),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let base = base.ok_or_else(|| {
+                JobError::Input(format!(
+                    "`{name}` holds paths: name the folder they are under (images_root)"
+                ))
+            })?;
+            Ok(strings(batch, name)?
+                .into_iter()
+                .map(|p| p.map(|p| confined(base, &p).map_or(Source::Outside, Source::Path)))
+                .collect())
+        }
         other => Err(JobError::Input(format!(
             "`{name}` must be binary (image bytes) or string (a path), not {other}"
         ))),
     }
 }
 
-fn input_rows(batch: &RecordBatch, base: &Path) -> Result<Vec<RowOrError>, JobError> {
-    let ids = strings(batch, "id")?;
-    let probes = sources(batch, "probe", base)?;
-    let references = sources(batch, "reference", base)?;
+fn input_rows(batch: &RecordBatch, base: Option<&Path>, columns: &Columns) -> Result<Vec<RowOrError>, JobError> {
+    let ids = strings(batch, &columns.id)?;
+    let probes = sources(batch, &columns.probe, base)?;
+    let references = sources(batch, &columns.reference, base)?;
     Ok(ids
         .into_iter()
         .zip(probes)
@@ -320,6 +348,26 @@ fn error_row(id: String, code: String, threshold: f32, model: &str, elapsed_ms: 
         model: model.to_string(),
         elapsed_ms,
     }
+}
+
+/// Verifies the rows of one record batch through the scheduler (bulk priority), as a job
+/// does: the result rows, in input order, in [`output_schema`]. Path columns are read below
+/// `images` only (none given: a path column is an input error); a row that cannot be
+/// verified is an `error` row, never a failed call. The library's entry point (Python's
+/// `verify_batch`); `run` is the same per chunk of a file.
+pub async fn verify_batch(
+    scheduler: &Scheduler<EngineBackend>,
+    batch: &RecordBatch,
+    images: Option<&Path>,
+    columns: &Columns,
+) -> Result<RecordBatch, JobError> {
+    let root = match images {
+        Some(d) => Some(std::fs::canonicalize(d).map_err(io(d))?),
+        None => None,
+    };
+    let rows = input_rows(batch, root.as_deref(), columns)?;
+    let results = verify_rows(scheduler, rows, root.as_deref().unwrap_or(Path::new("/nonexistent"))).await;
+    Ok(to_batch(&results)?)
 }
 
 /// Verify one chunk of rows through the scheduler; results in input order.
@@ -544,7 +592,7 @@ async fn run_parts(
         if path.exists() {
             summary.resumed_rows += batch.num_rows() as u64;
         } else {
-            let rows = input_rows(&batch, &base)?;
+            let rows = input_rows(&batch, Some(&base), &Columns::default())?;
             // Our copies of the images are wiped when the rows are done; Arrow's buffer of the
             // chunk is freed here, not wiped (a known gap, README "Privacy").
             drop(batch);

@@ -373,3 +373,73 @@ fn a_failed_run_leaves_nothing_behind() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(read_output(&output).unwrap().len(), 4);
 }
+
+/// The library entry point Python's `verify_batch` uses: one record batch in, result rows out,
+/// with columns named by the caller and held as views (as Polars and recent pyarrow hand them
+/// over); paths without an images folder are refused as an input error, not opened.
+#[test]
+fn verify_batch_reads_named_view_columns() {
+    use arrow_array::{BinaryViewArray, StringViewArray};
+    use facegate_batch::{Columns, JobError, verify_batch};
+    use facegate_scheduler::{EngineBackend, Metrics, Scheduler, SchedulerConfig};
+
+    let rows = pairs();
+    let read = |name: &str| std::fs::read(data_dir().join(name)).ok();
+    let probes: Vec<Option<Vec<u8>>> = rows.iter().map(|r| read(r.1)).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("subject", DataType::Utf8View, false),
+        Field::new("selfie", DataType::BinaryView, true),
+        Field::new("card", DataType::Utf8View, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringViewArray::from_iter_values(rows.iter().map(|r| r.0.clone()))),
+            Arc::new(BinaryViewArray::from_iter(probes.iter().map(|p| p.as_deref()))),
+            Arc::new(StringViewArray::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .unwrap();
+    let columns = Columns {
+        id: "subject".into(),
+        probe: "selfie".into(),
+        reference: "card".into(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (out, refused) = runtime.block_on(async {
+        let engine = Engine::new(Config::default(), DeviceChoice::Cpu).unwrap();
+        let scheduler =
+            Scheduler::start(EngineBackend::new(engine), SchedulerConfig::default(), Metrics::new()).unwrap();
+        let out = verify_batch(&scheduler, &batch, Some(&data_dir()), &columns)
+            .await
+            .unwrap();
+        let refused = verify_batch(&scheduler, &batch, None, &columns).await;
+        (out, refused)
+    });
+    assert!(
+        matches!(&refused, Err(JobError::Input(m)) if m.contains("`card` holds paths")),
+        "{refused:?}"
+    );
+    assert_eq!(out.schema(), facegate_batch::output_schema());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.parquet");
+    write_parquet(&file, &out, 1024);
+    // Probe bytes of a missing file are a null: the row is an error row, the others verified.
+    let got = read_output(&file).unwrap();
+    let want = expected(&rows);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        if rows[i].2 == "missing.png" {
+            assert_eq!(g.decision, "error");
+            assert_eq!(g.reasons, vec!["reference_file_not_found".to_string()]);
+            continue;
+        }
+        if probes[i].is_none() {
+            assert_eq!(g.decision, "error");
+            continue;
+        }
+        check(&rows[i..=i], std::slice::from_ref(g), std::slice::from_ref(w), "");
+    }
+}
