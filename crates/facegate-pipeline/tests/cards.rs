@@ -134,6 +134,15 @@ fn png(img: &image::RgbImage) -> Vec<u8> {
     out
 }
 
+/// The default engine with glare removal off (`reference_glare_gate` 0).
+fn without_glare_removal() -> Engine {
+    let config = Config {
+        reference_glare_gate: 0.0,
+        ..Config::default()
+    };
+    Engine::new(config, DeviceChoice::Cpu).unwrap()
+}
+
 #[test]
 fn a_portrait_hidden_by_glare_is_found_after_removal_or_refused_as_glare() {
     // Glare over card-c's portrait hides its face from the detector.
@@ -141,14 +150,7 @@ fn a_portrait_hidden_by_glare_is_found_after_removal_or_refused_as_glare() {
     assert_eq!(t["labels"]["glare"], "on_portrait");
     let card = read(&data("cards/card-c-glare.jpg"));
     let analyse = |engine: &Engine, bytes: &[u8]| engine.analyze(&[bytes], &[FacePolicy::Dominant]).items.remove(0);
-    let off = Engine::new(
-        Config {
-            reference_glare_gate: 0.0,
-            ..Config::default()
-        },
-        DeviceChoice::Cpu,
-    )
-    .unwrap();
+    let off = without_glare_removal();
     assert_eq!(analyse(&off, &card).map(|f| f.face), Err(Rejection::NoFace));
     // Removed around the most washed-out spot, the face is found where the generator put it.
     let on = engine(DeviceChoice::Cpu, Config::default()).unwrap();
@@ -265,14 +267,7 @@ fn a_reference_washed_by_glare_is_restored_and_matches_its_photo_better() {
     // (I' = I + (255 − I)·g, g peaking at 0.75 over the face's centre).
     let clean = image::load_from_memory(&read(&data("face-a.png"))).unwrap().into_rgb8();
     let on = engine(DeviceChoice::Cpu, Config::default()).unwrap();
-    let off = Engine::new(
-        Config {
-            reference_glare_gate: 0.0,
-            ..Config::default()
-        },
-        DeviceChoice::Cpu,
-    )
-    .unwrap();
+    let off = without_glare_removal();
     let plain = on
         .analyze(&[&read(&data("face-a.png"))], &[FacePolicy::Dominant])
         .items
