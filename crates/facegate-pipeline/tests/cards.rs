@@ -134,6 +134,11 @@ fn png(img: &image::RgbImage) -> Vec<u8> {
     out
 }
 
+/// `bytes` read as a reference (an ID card's photo): its face, or why there is none.
+fn as_reference(engine: &Engine, bytes: &[u8]) -> Result<facegate_pipeline::Face, Rejection> {
+    engine.analyze(&[bytes], &[FacePolicy::Dominant]).items.remove(0)
+}
+
 /// The default engine with glare removal off (`reference_glare_gate` 0).
 fn without_glare_removal() -> Engine {
     let config = Config {
@@ -149,7 +154,7 @@ fn a_portrait_hidden_by_glare_is_found_after_removal_or_refused_as_glare() {
     let t = truth("card-c-glare");
     assert_eq!(t["labels"]["glare"], "on_portrait");
     let card = read(&data("cards/card-c-glare.jpg"));
-    let analyse = |engine: &Engine, bytes: &[u8]| engine.analyze(&[bytes], &[FacePolicy::Dominant]).items.remove(0);
+    let analyse = as_reference;
     let off = without_glare_removal();
     assert_eq!(analyse(&off, &card).map(|f| f.face), Err(Rejection::NoFace));
     // Removed around the most washed-out spot, the face is found where the generator put it.
@@ -195,13 +200,7 @@ fn an_upside_down_face_the_detector_is_sure_of_is_turned_by_the_turn_check() {
         reference_turn_check: check,
         ..Config::default()
     };
-    let analyse = |engine: &Engine, bytes: &[u8]| {
-        engine
-            .analyze(&[bytes], &[FacePolicy::Dominant])
-            .items
-            .remove(0)
-            .unwrap()
-    };
+    let analyse = |engine: &Engine, bytes: &[u8]| as_reference(engine, bytes).unwrap();
     let on = Engine::new(config(true), DeviceChoice::Cpu).unwrap();
     let upright = analyse(&on, &plain);
     assert_eq!(upright.rotation, 0, "an upright photo stays as it is");
@@ -226,13 +225,7 @@ fn a_halftone_portrait_is_descreened_and_matches_its_photo_better() {
     };
     let off = facegate_pipeline::Engine::new(off, DeviceChoice::Cpu).unwrap();
     let card = read(&data("cards/card-a-halftone.jpg"));
-    let analyse = |engine: &Engine, bytes: &[u8]| {
-        engine
-            .analyze(&[bytes], &[FacePolicy::Dominant])
-            .items
-            .remove(0)
-            .unwrap()
-    };
+    let analyse = |engine: &Engine, bytes: &[u8]| as_reference(engine, bytes).unwrap();
     let plain = analyse(&on, &read(&data("face-a.png")));
     // The plain photo has no screen to take off; the card's portrait has one.
     assert_eq!(plain.descreened, 0.0);
