@@ -383,6 +383,36 @@ impl Engine {
         self.stages.embedding.branches()[0].aligner.size()
     }
 
+    /// The crop each embedder takes of `face`, as an RGB image of its input size, for people
+    /// who look at chips (Python's `align`). `face` is in `image`'s pixels (as
+    /// [`Self::analyze_decoded`] gives it, before [`Face::in_original`]). Cut from `image`
+    /// itself: for a card portrait whose halftone screen was filtered, the network's input
+    /// was cut from the filtered copy. `None` where the landmarks cannot make the crop.
+    pub fn chips(&self, image: &RgbImage, face: &Face) -> Vec<Option<RgbImage>> {
+        let points: Vec<[f64; 2]> = face.landmarks.iter().map(|p| [p[0].into(), p[1].into()]).collect();
+        self.stages
+            .embedding
+            .branches()
+            .iter()
+            .map(|branch| {
+                let warp = match face.aligned {
+                    Some(rect) => Warp::Box(rect),
+                    None => branch.aligner.warp(image, &points, None)?,
+                };
+                let size = branch.aligner.size();
+                let mut planar = vec![0.0f32; 3 * size * size];
+                branch.aligner.cut(image, warp, &mut planar);
+                let plane = size * size;
+                let pixels = (0..plane)
+                    .flat_map(|i| (0..3).map(move |c| (c, i)))
+                    .map(|(c, i)| planar[c * plane + i].round().clamp(0.0, 255.0) as u8)
+                    .collect();
+                planar.zeroize();
+                RgbImage::from_raw(size as u32, size as u32, pixels)
+            })
+            .collect()
+    }
+
     /// The embedding stage's output for planar RGB crops (one batch per embedder), `[n, dim]`,
     /// left on the device; `None` for no crops.
     fn embed(&self, crops: Vec<Vec<f32>>) -> Option<Tensor<2>> {

@@ -1,18 +1,15 @@
 //! `facegate eval`: accuracy on a pair list, an evaluation report people can look at, and a
 //! calibration file that `verify`, `serve` and `batch` read.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use facegate_core::{CalibratedPoint, Calibration, Descriptor, Detector, Rejection};
-use facegate_eval::groups::read_groups;
-use facegate_eval::report::{self, BucketLimits, Comparison, Inputs, Quality, Report};
-use facegate_eval::{Scored, identities, metrics, read_pairs};
-use facegate_pipeline::{Face, FacePolicy};
+use facegate_accuracy::Options;
+use facegate_eval::report::Report;
+use facegate_pipeline::FacePolicy;
 
-use crate::{EngineArgs, Refusal, for_each_face};
+use crate::EngineArgs;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -90,34 +87,6 @@ fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// What the pipeline measured of a photo, or why it was refused.
-fn quality(face: &Result<Face, Refusal>) -> Quality {
-    match face {
-        Ok(f) => Quality {
-            face_px: Some(f.face.width.min(f.face.height)),
-            sharpness: Some(f.sharpness),
-            yaw: Some(f.yaw),
-            refused: None,
-        },
-        Err(r) => {
-            let mut q = Quality {
-                refused: Some(r.code().to_string()),
-                ..Quality::default()
-            };
-            let Refusal::Rejected(r) = r else { return q };
-            match r {
-                Rejection::FaceTooSmall { size_px, .. } | Rejection::PortraitTooSmall { size_px, .. } => {
-                    q.face_px = Some(*size_px as f32)
-                }
-                Rejection::Blurred { sharpness, .. } => q.sharpness = Some(*sharpness),
-                Rejection::TurnedAway { yaw, .. } => q.yaw = Some(*yaw),
-                _ => {}
-            }
-            q
-        }
-    }
-}
-
 pub fn eval(args: EvalArgs) -> Result<()> {
     if !args.compare.is_empty() {
         return compare(&args);
@@ -129,7 +98,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         eprintln!("facegate: report written: {}", list(&files));
     }
     if let Some(path) = &args.write_calibration {
-        let calibration = calibration(&report, &args.default_point, impostor_stats)?;
+        let calibration = facegate_accuracy::calibration(&report, &args.default_point, impostor_stats)?;
         std::fs::write(path, calibration.to_toml()).with_context(|| format!("writing {}", path.display()))?;
         eprintln!(
             "facegate: calibration written: {} (default {}, threshold {:.4})",
@@ -187,165 +156,35 @@ fn compare(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// One model on the pair list: the report, and the impostor scores' mean and deviation.
+/// One model on the pair list (the shared measurement, `facegate_accuracy::evaluate`), with
+/// a progress bar on a terminal.
 fn evaluate(args: &EvalArgs, engine: &facegate_pipeline::Engine) -> Result<(Report, Option<(f64, f64)>)> {
-    let policy = match args.policy {
-        Policy::Dominant => FacePolicy::Dominant,
-        Policy::Single => FacePolicy::Single,
-    };
-    let pairs_file = args
+    let pairs = args
         .pairs
-        .as_ref()
+        .clone()
         .ok_or_else(|| crate::usage("--pairs FILE: the pairs to evaluate the model on"))?;
-    let pairs = read_pairs(pairs_file, args.images.as_deref())?;
-    // Read before the long part, so a bad file fails at once.
-    let group_file = args.groups.as_deref().map(read_groups).transpose()?;
-    let (images, people) = identities(&pairs);
-    // A wrong --images folder would otherwise "measure" 0 % accuracy on unreadable files.
-    if let Some(first) = images.first().filter(|_| images.iter().all(|p| !p.is_file())) {
-        bail!(
-            "none of the {} photos the list names is a file (the first would be {}); \
-             --images DIR must be the folder that holds them as the list names them",
-            images.len(),
-            first.display()
-        );
-    }
-    let start = std::time::Instant::now();
-
-    // Each distinct photo is analysed once.
-    let mut descriptors: Vec<Option<Descriptor>> = Vec::with_capacity(images.len());
-    let mut qualities: Vec<Quality> = Vec::with_capacity(images.len());
-    for_each_face(engine, &images, policy, |_, face| {
-        qualities.push(quality(&face));
-        descriptors.push(face.ok().map(|f| f.descriptor));
-    });
-
-    // The listed pairs, scored in one batch (the WGSL pairs kernel on wgpu).
-    let index = |p: &PathBuf| images.binary_search(p).expect("listed image");
-    let listed: Vec<(usize, usize, bool)> = pairs
-        .iter()
-        .map(|p| (index(&p.probe), index(&p.reference), p.same))
-        .collect();
-    let present: Vec<Option<(&[f32], &[f32])>> = listed
-        .iter()
-        .map(|&(a, b, _)| match (&descriptors[a], &descriptors[b]) {
-            (Some(x), Some(y)) => Some((x.as_slice(), y.as_slice())),
-            _ => None,
-        })
-        .collect();
-    let listed_scores: Vec<Comparison> = listed
-        .iter()
-        .zip(engine.score_where_present(&present))
-        .map(|(&(a, b, same), score)| Comparison {
-            a,
-            b,
-            scored: Scored {
-                same,
-                score: score.map(f64::from),
-            },
-        })
-        .collect();
-    let listed_scored: Vec<Scored> = listed_scores.iter().map(|c| c.scored).collect();
-
-    let (comparisons, impostors) = if args.all_pairs {
-        // Listed genuine pairs, and every pair of templates of different people.
-        let with_template: Vec<usize> = (0..images.len()).filter(|&i| descriptors[i].is_some()).collect();
-        let templates: Vec<&[f32]> = with_template
-            .iter()
-            .map(|&i| descriptors[i].as_ref().expect("present").as_slice())
-            .collect();
-        let matrix = engine.score_matrix(&templates);
-        let n = with_template.len();
-        let mut comparisons: Vec<Comparison> = listed_scores.iter().filter(|c| c.scored.same).copied().collect();
-        let (mut probe, mut reference) = (vec![false; images.len()], vec![false; images.len()]);
-        for &(a, b, _) in &listed {
-            probe[a] = true;
-            reference[b] = true;
-        }
-        let roles_meet =
-            |a: usize, b: usize| !args.cross_roles || (probe[a] && reference[b]) || (reference[a] && probe[b]);
-        for x in 0..n {
-            for y in x + 1..n {
-                let (a, b) = (with_template[x], with_template[y]);
-                if people[a] != people[b] && roles_meet(a, b) {
-                    comparisons.push(Comparison {
-                        a,
-                        b,
-                        scored: Scored {
-                            same: false,
-                            score: Some(f64::from(matrix[x * n + y])),
-                        },
-                    });
-                }
-            }
-        }
-        let label = format!(
-            "all-vs-all: every pair of the {n} photos with a template that show different people{} ({})",
-            if args.cross_roles {
-                ", one listed as a probe and the other as a reference"
-            } else {
-                ""
-            },
-            if engine.on_gpu() {
-                "WGSL 1:N scan kernel"
-            } else {
-                "f64 on the CPU"
-            }
-        );
-        (comparisons, label)
-    } else {
-        (listed_scores, "the listed impostor pairs".to_string())
-    };
-    let limits = match engine.config().detector {
-        Detector::Mtcnn => BucketLimits::default(),
-        Detector::TinyFaceDetector => BucketLimits::tiny_face_detector(),
-    };
-    let limits = BucketLimits {
-        small_face_px: args.small_face_px.unwrap_or(limits.small_face_px),
-        blur_sharpness: args.blur_sharpness.unwrap_or(limits.blur_sharpness),
-        pose_yaw: args.pose_yaw.unwrap_or(limits.pose_yaw),
-    };
-    let threshold = f64::from(engine.threshold());
-    let impostor_stats = impostor_stats(&comparisons);
-    let group_labels = group_file.as_ref().map(|file| {
-        // The person each image shows, where the pair list names them.
-        let mut names: Vec<Option<String>> = vec![None; images.len()];
-        for p in &pairs {
-            if let Some(who) = &p.people {
-                names[index(&p.probe)] = Some(who[0].clone());
-                names[index(&p.reference)] = Some(who[1].clone());
-            }
-        }
-        file.labels(&images, &names)
-    });
-    // Descriptors are not needed past this point.
-    drop(descriptors);
-    let report = report::build(Inputs {
-        context: report::Context {
-            pairs_file: pairs_file.display().to_string(),
-            model: engine.model_version().to_string(),
-            device: engine.device_label().to_string(),
-            scoring: engine.scorer_label(),
-            impostors,
-            seconds: start.elapsed().as_secs_f64(),
+    let options = Options {
+        images: args.images.clone(),
+        policy: match args.policy {
+            Policy::Dominant => FacePolicy::Dominant,
+            Policy::Single => FacePolicy::Single,
         },
-        quality: &qualities,
-        comparisons: &comparisons,
-        pairs: metrics(&listed_scored, threshold),
-        threshold,
-        target_fmrs: &args.target_fmr,
-        limits,
-        groups: group_file
-            .as_ref()
-            .zip(group_labels.as_ref())
-            .map(|(file, labels)| report::Groups {
-                dimensions: &file.dimensions,
-                labels,
-                people: &people,
-            }),
-    });
-
-    Ok((report, impostor_stats))
+        all_pairs: args.all_pairs,
+        cross_roles: args.cross_roles,
+        target_fmr: args.target_fmr.clone(),
+        groups: args.groups.clone(),
+        small_face_px: args.small_face_px,
+        blur_sharpness: args.blur_sharpness,
+        pose_yaw: args.pose_yaw,
+        ..Options::new(pairs)
+    };
+    let bar = crate::progress_bar(0);
+    let e = facegate_accuracy::evaluate(engine, &options, |n, total| {
+        bar.set_length(total as u64);
+        bar.set_position(n as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok((e.report, e.impostor_stats))
 }
 
 fn list(files: &[PathBuf]) -> String {
@@ -354,74 +193,6 @@ fn list(files: &[PathBuf]) -> String {
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The resolved operating points as a calibration; the default must be one of them.
-fn calibration(r: &Report, default: &str, impostors: Option<(f64, f64)>) -> Result<Calibration> {
-    let points: BTreeMap<String, CalibratedPoint> = r
-        .operating_points
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.name.clone(),
-                CalibratedPoint {
-                    threshold: f32_at_or_above(p.threshold?),
-                    fmr: p.fmr?,
-                    fnmr: p.fnmr?,
-                    frr: p.frr?,
-                },
-            ))
-        })
-        .collect();
-    if !points.contains_key(default) {
-        let needs = r.operating_points.iter().find(|p| p.name == default).map_or(
-            "is not among the --target-fmr rates".to_string(),
-            |p| {
-                format!(
-                    "needs {} impostor comparisons and there are {}; add --all-pairs or more data",
-                    p.needs_impostors,
-                    r.at_threshold.templates().1
-                )
-            },
-        );
-        bail!("cannot calibrate the default operating point {default}: it {needs}");
-    }
-    let all = &r.at_threshold;
-    Ok(Calibration {
-        model: r.context.model.clone(),
-        pairs_file: r.context.pairs_file.clone(),
-        genuine_comparisons: all.genuine,
-        impostor_comparisons: all.impostor,
-        default: default.to_string(),
-        operating_points: points,
-        impostor_mean: impostors.map(|s| s.0),
-        impostor_std: impostors.map(|s| s.1),
-    })
-}
-
-/// The mean and (population) standard deviation of the impostor scores, in f64; `None` for
-/// fewer than two.
-fn impostor_stats(comparisons: &[Comparison]) -> Option<(f64, f64)> {
-    let scores = || {
-        comparisons
-            .iter()
-            .filter(|c| !c.scored.same)
-            .filter_map(|c| c.scored.score)
-    };
-    let n = scores().count();
-    if n < 2 {
-        return None;
-    }
-    let mean = scores().sum::<f64>() / n as f64;
-    let var = scores().map(|s| (s - mean).powi(2)).sum::<f64>() / n as f64;
-    Some((mean, var.sqrt()))
-}
-
-/// The engine compares f32 scores: round the threshold up, never down onto the impostor score
-/// it was placed just above.
-fn f32_at_or_above(t: f64) -> f32 {
-    let v = t as f32;
-    if f64::from(v) < t { v.next_up() } else { v }
 }
 
 fn print_summary(r: &Report) {
@@ -523,30 +294,4 @@ fn print_summary(r: &Report) {
         r.context.device
     );
     println!("scoring:            {}", r.context.scoring);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn impostor_statistics_skip_genuine_and_refused_comparisons() {
-        let c = |same, score| Comparison {
-            a: 0,
-            b: 1,
-            scored: Scored { same, score },
-        };
-        let comparisons = [
-            c(false, Some(0.1)),
-            c(true, Some(0.9)),
-            c(false, Some(0.3)),
-            c(false, None),
-            c(false, Some(0.5)),
-        ];
-        let (mean, std) = impostor_stats(&comparisons).unwrap();
-        assert!((mean - 0.3).abs() < 1e-12, "{mean}");
-        // Population deviation of 0.1, 0.3, 0.5: √(0.08 / 3).
-        assert!((std - (0.08f64 / 3.0).sqrt()).abs() < 1e-12, "{std}");
-        assert_eq!(impostor_stats(&comparisons[..2]), None);
-    }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use facegate_core::{Config, ImageBytes, Rejection, Verification};
+use facegate_core::{Config, Verification};
 use facegate_pipeline::{DeviceChoice, Engine, Face, FacePolicy};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -185,51 +185,27 @@ fn engine_with(models: &ModelArgs, decision: Option<&DecisionArgs>) -> Result<En
     Ok(Engine::new(config, models.device)?)
 }
 
-/// Why a listed photo gave no face: its file could not be read, or the pipeline refused it.
-pub(crate) enum Refusal {
-    Unreadable,
-    Rejected(Rejection),
+pub(crate) use facegate_accuracy::Refusal;
+
+/// A progress bar for `len` photos (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len).with_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} photos {per_sec} eta {eta}").expect("valid template"),
+    );
+    bar.set_message("embedding");
+    bar
 }
 
-impl Refusal {
-    pub(crate) fn code(&self) -> &'static str {
-        match self {
-            Self::Unreadable => "unreadable_file",
-            Self::Rejected(r) => r.code(),
-        }
-    }
-}
-
-/// The face of each photo file (under `policy`), or why there is none, in order: files are
-/// read and analysed a batch at a time, so memory stays bounded by the batch, with a progress
-/// bar on a terminal. `each` gets the photo's index and its face.
+/// The face of each photo file (under `policy`), or why there is none, in order (batch by
+/// batch, `facegate_accuracy::for_each_face`), with a progress bar on a terminal.
 pub(crate) fn for_each_face<P: AsRef<Path>>(
     engine: &Engine,
     photos: &[P],
     policy: FacePolicy,
-    mut each: impl FnMut(usize, Result<Face, Refusal>),
+    each: impl FnMut(usize, Result<Face, Refusal>),
 ) {
-    let bar = ProgressBar::new(photos.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} photos {per_sec} eta {eta}").expect("valid template"),
-    );
-    bar.set_message("embedding");
-    let batch = engine.config().batch_size;
-    for (c, chunk) in photos.chunks(batch).enumerate() {
-        let bytes: Vec<Option<ImageBytes>> = chunk.iter().map(|p| read(p.as_ref()).ok()).collect();
-        let data: Vec<&[u8]> = bytes
-            .iter()
-            .map(|b| b.as_ref().map_or(&[][..], |b| b.as_slice()))
-            .collect();
-        let faces = engine.analyze(&data, &vec![policy; data.len()]).items;
-        for (i, (b, face)) in bytes.iter().zip(faces).enumerate() {
-            let face = match b {
-                None => Err(Refusal::Unreadable),
-                Some(_) => face.map_err(Refusal::Rejected),
-            };
-            each(c * batch + i, face);
-        }
-        bar.inc(chunk.len() as u64);
-    }
+    let bar = progress_bar(photos.len() as u64);
+    facegate_accuracy::for_each_face(engine, photos, policy, |n| bar.set_position(n as u64), each);
     bar.finish_and_clear();
 }
 
