@@ -101,6 +101,33 @@ impl From<StageError> for EngineError {
     }
 }
 
+/// See [`Engine::info`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineInfo {
+    pub version: &'static str,
+    /// The pipeline's model id: scores and thresholds belong to it.
+    pub model: String,
+    pub models: Vec<ModelInfo>,
+    pub device: String,
+    pub scorer: String,
+    pub threshold: f32,
+    pub operating_point: Option<String>,
+    pub calibrated: bool,
+    pub embedding_dim: usize,
+}
+
+/// One model an engine runs, as its card names it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    pub task: facegate_models::Task,
+    pub name: String,
+    pub sha256: String,
+    /// The registry package and version the weights come from.
+    pub package: String,
+    /// The weights' licence.
+    pub licence: String,
+}
+
 pub struct Engine {
     stages: Stages,
     config: Config,
@@ -335,6 +362,30 @@ impl Engine {
     /// The cards of the models this engine runs: detector, landmark net (if any), embedders.
     pub fn model_cards(&self) -> &[facegate_models::Card] {
         &self.stages.cards
+    }
+
+    /// What this engine says about itself (`/info`, Python's `Engine.info`): model ids and
+    /// their sha256, device, decision rule; nothing about any request.
+    pub fn info(&self) -> EngineInfo {
+        EngineInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            model: self.model_version.clone(),
+            models: (self.model_cards().iter())
+                .map(|c| ModelInfo {
+                    task: c.task,
+                    name: c.name.clone(),
+                    sha256: c.sha256.clone(),
+                    package: format!("{} {}", c.source.package, c.source.version).trim().to_string(),
+                    licence: c.licence.weights.clone(),
+                })
+                .collect(),
+            device: self.device_label().to_string(),
+            scorer: self.scorer_label(),
+            threshold: self.threshold,
+            operating_point: self.config.operating_point.clone(),
+            calibrated: self.config.calibration.is_some(),
+            embedding_dim: self.stages.embedding.dim(),
+        }
     }
 
     fn device(&self) -> &Device {

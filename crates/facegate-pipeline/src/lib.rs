@@ -15,5 +15,6 @@ pub mod turn;
 pub use decode::{Photo, decode, decode_photo, photo_bytes};
 pub use device::{DeviceChoice, SelectedDevice};
 pub use engine::{
-    BatchResult, DecodedPair, Detected, Engine, EngineError, Face, FacePolicy, model_version, wipe, wipe_pair,
+    BatchResult, DecodedPair, Detected, Engine, EngineError, EngineInfo, Face, FacePolicy, ModelInfo, model_version,
+    wipe, wipe_pair,
 };

@@ -21,7 +21,9 @@ for model in args.models.split(","):
     r = facegate.evaluate(args.pairs, args.images, model=model, target_fmr=(1e-3, 1e-4), all_pairs=True)
     det = [(fmr, fnmr) for _, fmr, fnmr in r["det"] if fmr > 0 and fnmr > 0]
     at = {p["name"]: p["fnmr"] for p in r["operating_points"]}
-    ax.loglog(*zip(*det), label=f"{model}: EER {100 * r['eer']:.2f} %, FNMR@1e-3 {100 * (at['fmr_1e-3'] or 0):.1f} %")
+    # A rate the list has too few impostors to measure is unresolved (None), not zero.
+    strict = "unresolved" if at["fmr_1e-3"] is None else f"{100 * at['fmr_1e-3']:.1f} %"
+    ax.loglog(*zip(*det), label=f"{model}: EER {100 * r['eer']:.2f} %, FNMR at FMR 1e-3 {strict}")
 ax.set_xlabel("false match rate")
 ax.set_ylabel("false non-match rate")
 ax.grid(True, which="both", alpha=0.3)

@@ -268,30 +268,7 @@ impl Engine {
     /// The facts `/info` gives: models with their sha256, device, threshold, operating point,
     /// version (JSON).
     fn info(&self) -> String {
-        let engine = self.engine();
-        let models: Vec<_> = (engine.model_cards().iter())
-            .map(|c| {
-                serde_json::json!({
-                    "task": c.task,
-                    "name": c.name,
-                    "sha256": c.sha256,
-                    "package": format!("{} {}", c.source.package, c.source.version).trim(),
-                    "licence": c.licence.weights,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "model": engine.model_version(),
-            "models": models,
-            "device": engine.device_label(),
-            "scorer": engine.scorer_label(),
-            "threshold": engine.threshold(),
-            "operating_point": engine.config().operating_point,
-            "calibrated": engine.config().calibration.is_some(),
-            "embedding_dim": engine.embedding().dim(),
-        })
-        .to_string()
+        serde_json::to_string(&self.engine().info()).expect("plain data")
     }
 
     /// One verification through the scheduler (batched with other threads' calls): the

@@ -774,38 +774,19 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 pub fn info(state: &AppState) -> serde_json::Value {
     let engine = state.scheduler.backend().engine();
     let (sched, http) = (state.scheduler.config(), &state.http);
-    let models: Vec<_> = (engine.model_cards().iter())
-        .map(|c| {
-            serde_json::json!({
-                "task": c.task,
-                "name": c.name,
-                "sha256": c.sha256,
-                "package": format!("{} {}", c.source.package, c.source.version).trim(),
-                "licence": c.licence.weights,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "model": engine.model_version(),
-        "models": models,
-        "device": engine.device_label(),
-        "scorer": engine.scorer_label(),
-        "threshold": engine.threshold(),
-        "operating_point": engine.config().operating_point,
-        "calibrated": engine.config().calibration.is_some(),
-        "limits": {
-            "max_body_bytes": http.max_body_bytes,
-            "max_batch_pairs": http.max_batch_pairs,
-            "default_deadline_ms": http.default_deadline_ms,
-            "min_deadline_ms": MIN_DEADLINE_MS,
-            "max_connections": http.max_connections,
-            "queue_capacity": sched.queue_capacity,
-            "max_queued_bytes": sched.max_queued_bytes,
-            "max_batch": sched.max_batch,
-            "max_delay_us": sched.max_delay_us,
-        },
-    })
+    let mut info = serde_json::to_value(engine.info()).expect("plain data");
+    info["limits"] = serde_json::json!({
+        "max_body_bytes": http.max_body_bytes,
+        "max_batch_pairs": http.max_batch_pairs,
+        "default_deadline_ms": http.default_deadline_ms,
+        "min_deadline_ms": MIN_DEADLINE_MS,
+        "max_connections": http.max_connections,
+        "queue_capacity": sched.queue_capacity,
+        "max_queued_bytes": sched.max_queued_bytes,
+        "max_batch": sched.max_batch,
+        "max_delay_us": sched.max_delay_us,
+    });
+    info
 }
 
 async fn info_route(State(state): State<Arc<AppState>>) -> Response {

@@ -215,7 +215,24 @@ pub(crate) fn read(path: &Path) -> Result<facegate_core::ImageBytes> {
     ))
 }
 
+/// For commands that only print: piped into `head`, they stop quietly when the reader goes
+/// away, as Unix tools do (Rust starts with SIGPIPE ignored, so `println!` would panic on the
+/// closed pipe). Not for commands with sockets, where a peer hanging up must not end us.
+fn stop_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: signal(2) with SIG_DFL, before the command starts any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Health(_) | Command::Loadgen(_) | Command::Batch(_)
+    ) {
+        stop_quietly_on_closed_pipe();
+    }
     match cli.command {
         Command::Serve(args) => serve::serve(args)?,
         Command::Health(args) => serve::health(args)?,

@@ -105,3 +105,22 @@ fn serve_is_configured_from_the_environment_and_loadgen_runs_anywhere() {
     // RUST_LOG was honoured: the three verifications logged nothing at info.
     assert!(!logged.contains("\"target\":\"facegate_server"), "{logged}");
 }
+
+/// `facegate detect ... | head -c0`: the reader goes away before the output is written; the
+/// command ends as Unix tools do (SIGPIPE), not with a panic about stdout.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["detect", "--device", "cpu"])
+        .args(std::iter::repeat_n(common::data("face-a.png"), 4))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run facegate");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
+}
