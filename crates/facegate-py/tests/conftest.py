@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, List
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import facegate
@@ -40,6 +42,26 @@ def run_cli(*args: Any) -> str:
 
 def cli_json_lines(*args: Any) -> List[Any]:
     return [json.loads(line) for line in run_cli(*args).splitlines() if line.strip()]
+
+
+COMPARED = ["id", "decision", "score", "threshold", "reasons", "model"]
+
+
+def cli_batch(table: pa.Table, tmp_path: Path) -> pa.Table:
+    src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    pq.write_table(table, src)
+    run_cli("batch", "--device", "cpu", "--input", src, "--output", out, "--images", DATA)
+    return pq.read_table(out)
+
+
+def same_rows(got: pa.Table, want: pa.Table) -> None:
+    assert got.schema == want.schema, (got.schema, want.schema)
+    g, w = got.select(COMPARED).to_pylist(), want.select(COMPARED).to_pylist()
+    assert [r["id"] for r in g] == [r["id"] for r in w]
+    for a, b in zip(g, w):
+        sa, sb = a.pop("score"), b.pop("score")
+        assert a == b
+        assert (sa is None and sb is None) or abs(sa - sb) <= 1e-6, (a["id"], sa, sb)
 
 
 @pytest.fixture(scope="session")

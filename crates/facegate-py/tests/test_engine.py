@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 import facegate
-from conftest import DATA, cli_json_lines, run_cli
+from conftest import DATA, cli_batch, cli_json_lines, run_cli, same_rows
 
 # face-a.png and exif-rotated.jpg are one photo of one person (the JPEG turned by EXIF);
 # face-a/-c and face-e/-b are different people.
@@ -130,26 +129,6 @@ BATCH_ROWS = [
     ("outside", "face-b.png", "../Cargo.toml"),
     ("e-b", "face-e.png", "face-b.png"),
 ]
-
-COMPARED = ["id", "decision", "score", "threshold", "reasons", "model"]
-
-
-def cli_batch(table: pa.Table, tmp_path: Path) -> pa.Table:
-    src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
-    pq.write_table(table, src)
-    run_cli("batch", "--device", "cpu", "--input", src, "--output", out, "--images", DATA)
-    return pq.read_table(out)
-
-
-def same_rows(got: pa.Table, want: pa.Table) -> None:
-    assert got.schema == want.schema, (got.schema, want.schema)
-    g, w = got.select(COMPARED).to_pylist(), want.select(COMPARED).to_pylist()
-    assert [r["id"] for r in g] == [r["id"] for r in w]
-    for a, b in zip(g, w):
-        sa, sb = a.pop("score"), b.pop("score")
-        assert a == b
-        assert (sa is None and sb is None) or abs(sa - sb) <= 1e-6, (a["id"], sa, sb)
-
 
 def test_verify_batch_gives_the_rows_of_facegate_batch(engine, tmp_path):
     paths = pa.table(
