@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tree() { cargo tree --locked "$@" -f '{p} [{f}]' --prefix none | sed 's/ (\*)//; s/ (proc-macro)//' | sort -u; }
-extra=$(comm -13 <(tree --workspace -e normal,build,dev) <(tree -p facegate-py -e normal,build))
+# One after the other (run together, the second waits on cargo's lock and says so).
+workspace=$(tree --workspace -e normal,build,dev)
+alone=$(tree -p facegate-py -e normal,build)
+extra=$(comm -13 <(echo "$workspace") <(echo "$alone"))
 if [ -n "$extra" ]; then
   echo "facegate-py alone resolves these dependencies with features the workspace's test build lacks:" >&2
   echo "$extra" >&2
