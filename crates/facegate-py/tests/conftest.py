@@ -44,6 +44,19 @@ def cli_json_lines(*args: Any) -> List[Any]:
     return [json.loads(line) for line in run_cli(*args).splitlines() if line.strip()]
 
 
+# (id, probe, reference) under data/: a match, an impostor, a truncated file, no face, a group
+# photo as a selfie, a missing file, a path out of the folder, another impostor.
+BATCH_ROWS = [
+    ("same", "face-a.png", "exif-rotated.jpg"),
+    ("other", "face-a.png", "face-c.png"),
+    ("truncated", "truncated.jpg", "face-a.png"),
+    ("no-face", "no-face.png", "face-a.png"),
+    ("group", "face-d.png", "group-5.png"),
+    ("missing", "face-b.png", "missing.png"),
+    ("outside", "face-b.png", "../Cargo.toml"),
+    ("e-b", "face-e.png", "face-b.png"),
+]
+
 COMPARED = ["id", "decision", "score", "threshold", "reasons", "model"]
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import facegate
-from conftest import DATA, cli_batch, cli_json_lines, run_cli, same_rows
+from conftest import BATCH_ROWS, DATA, cli_batch, cli_json_lines, run_cli, same_rows
 
 # face-a.png and exif-rotated.jpg are one photo of one person (the JPEG turned by EXIF);
 # face-a/-c and face-e/-b are different people.
@@ -119,16 +119,6 @@ def test_align_gives_the_networks_chip_with_the_eyes_on_the_template(engine):
 
 # --- batches ------------------------------------------------------------------------------
 
-BATCH_ROWS = [
-    ("same", "face-a.png", "exif-rotated.jpg"),
-    ("other", "face-a.png", "face-c.png"),
-    ("truncated", "truncated.jpg", "face-a.png"),
-    ("no-face", "no-face.png", "face-a.png"),
-    ("group", "face-d.png", "group-5.png"),
-    ("missing", "face-b.png", "missing.png"),
-    ("outside", "face-b.png", "../Cargo.toml"),
-    ("e-b", "face-e.png", "face-b.png"),
-]
 
 def test_verify_batch_gives_the_rows_of_facegate_batch(engine, tmp_path):
     paths = pa.table(

@@ -10,20 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conftest import DATA, cli_batch, same_rows
+from conftest import BATCH_ROWS as ROWS, DATA, cli_batch, same_rows
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "spark_verify.py"
 
-ROWS = [
-    ("same", "face-a.png", "exif-rotated.jpg"),
-    ("other", "face-a.png", "face-c.png"),
-    ("truncated", "truncated.jpg", "face-a.png"),
-    ("no-face", "no-face.png", "face-a.png"),
-    ("missing", "face-b.png", "missing.png"),
-    ("outside", "face-b.png", "../Cargo.toml"),
-    ("e-b", "face-e.png", "face-b.png"),
-    ("card", "face-a.png", "cards/card-a-rot90.jpg"),
-]
 
 
 def test_spark_map_in_arrow_gives_the_rows_of_facegate_batch(tmp_path):
