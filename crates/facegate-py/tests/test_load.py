@@ -127,3 +127,29 @@ def test_memory_stays_flat_over_5000_verifications():
     # RSS moves by ~10 MB either way between samples (glibc keeps freed arenas of the device
     # threads and the prepare pool), so it is held to a looser bound: no runaway.
     assert max(rss) - base_rss < 32 * 1024, f"RSS ran away from {base_rss} KiB: {rss}"
+
+
+def device_threads() -> int:
+    """This process's threads named by the engine's scheduler (`facegate-device-N`)."""
+    names = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:  # the thread ended while we looked
+            pass
+    return sum(n.startswith("facegate-device") for n in names)
+
+
+def test_close_releases_the_engines_threads_and_refuses_later_calls():
+    before = device_threads()
+    with facegate.Engine(device="cpu") as engine:
+        assert device_threads() == before + 2  # two device workers on the CPU
+        assert engine.verify(DATA / "face-a.png", DATA / "exif-rotated.jpg").decision == "match"
+    assert device_threads() == before
+    try:
+        engine.verify(DATA / "face-a.png", DATA / "exif-rotated.jpg")
+    except facegate.FacegateError as e:
+        assert e.code == "closed"
+    else:
+        raise AssertionError("a closed engine verified")

@@ -232,7 +232,7 @@ class Engine:
         operating_point: Optional[str] = None,
         models_dir: Union[None, str, "os.PathLike[str]"] = None,
     ) -> None:
-        self._native = _native.Engine(
+        self._native: Optional[_native.Engine] = _native.Engine(
             model=model,
             detector=detector,
             device=device,
@@ -242,12 +242,31 @@ class Engine:
             **_config_args(config),
         )
 
+    def _live(self) -> Any:
+        native = self._native
+        if native is None:
+            raise FacegateError("closed", "this engine was closed; make a new one")
+        return native
+
+    def close(self) -> None:
+        """Release the models, the device and the engine's threads now, rather than when the
+        engine is garbage-collected. Calls already running finish first; later calls raise
+        ``FacegateError`` with code ``closed``. ``with facegate.Engine() as engine:`` closes
+        at the end of the block."""
+        self._native = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     @property
     def info(self) -> Dict[str, Any]:
         """The facts ``/info`` gives: ``model`` (id), ``models`` (name, sha256, package,
         licence), ``device``, ``scorer``, ``threshold``, ``operating_point``, ``calibrated``,
         ``version``, ``embedding_dim``."""
-        return json.loads(self._native.info())
+        return json.loads(self._live().info())
 
     def verify(self, probe: ImageLike, reference: ImageLike) -> Verification:
         """Compare a live selfie (``probe``: exactly one face) with an ID portrait or a photo
@@ -257,7 +276,7 @@ class Engine:
         p, ps = _image(probe)
         r, rs = _image(reference)
         try:
-            return Verification._from_json(self._native.verify(p, r))
+            return Verification._from_json(self._live().verify(p, r))
         finally:
             _wipe((ps, rs))
 
@@ -276,7 +295,7 @@ class Engine:
         ``facegate batch``, in input order: id, decision (match, no_match, rejected or error),
         score, threshold, reasons, model, elapsed_ms."""
         root = None if images_root is None else os.fspath(images_root)
-        out = self._native.verify_batch(_arrow_stream(data), probe, reference, id, root)
+        out = self._live().verify_batch(_arrow_stream(data), probe, reference, id, root)
         return out if isinstance(out, pa.Table) else pa.table(out)
 
     def embed(self, images: Sequence[ImageLike]) -> Embeddings:
@@ -285,7 +304,7 @@ class Engine:
         long as you need them."""
         args = [_image(i) for i in images]
         try:
-            raw, dim, rows = self._native.embed([a for a, _ in args])
+            raw, dim, rows = self._live().embed([a for a, _ in args])
         finally:
             _wipe(s for _, s in args)
         descriptors = np.frombuffer(raw, dtype="<f4").reshape(len(args), dim)
@@ -305,7 +324,7 @@ class Engine:
         """Every face the detector finds, largest first, in the photo's pixels."""
         arg, scratch = _image(image)
         try:
-            found = json.loads(self._native.detect(arg))
+            found = json.loads(self._live().detect(arg))
         finally:
             _wipe((scratch,))
         return [
@@ -323,7 +342,7 @@ class Engine:
         ``"reference"`` takes the dominant one. No usable face raises ``ImageRejected``."""
         arg, scratch = _image(image)
         try:
-            size, pixels = self._native.align(arg, role)
+            size, pixels = self._live().align(arg, role)
         finally:
             _wipe((scratch,))
         return np.frombuffer(pixels, dtype=np.uint8).reshape(size, size, 3)
