@@ -42,6 +42,8 @@ PY
 for run in "real $real $real" "mixed $rows $real"; do
   set -- $run
   "$input_bin" "$pairs" "$work/$1.parquet" "$2" "$3"
-  result=$(measure "$bin" batch --input "$work/$1.parquet" --output "$work/$1-out.parquet" --device "$device" --json)
+  # Paths are relative to the pair list's folder, and read only below --images.
+  result=$(measure "$bin" batch --input "$work/$1.parquet" --output "$work/$1-out.parquet" \
+    --images "$(dirname "$pairs")" --device "$device" --json)
   printf '{"run":"%s","rows":%s,"real_pairs":%s,"device":"%s","result":%s}\n' "$1" "$2" "$3" "$device" "$result"
 done

@@ -4,13 +4,14 @@
 
     python benches/python/run.py [--pairs N] [--device cpu|gpu] [--repeat R]
 
-N LFW DevTest pairs (paths under ../shared/data/lfw-view1) are written to one Parquet file.
+N LFW DevTest pairs (paths under ../shared/data/lfw-view1) are written to one Parquet file by
+the batch bench's writer (crates/facegate-batch/examples/bench_input.rs).
 Then, alternating R times: `facegate batch --input that --json` (wall time of the process,
 models loaded included), and in this process `facegate.Engine(...)` + `verify_batch` on the
 same table read back from that Parquet file (wall time, models loaded included). Both use the
 scheduler at bulk priority with default settings. Prints one JSON line per run and a summary.
-FACEGATE_BIN names the binary (default target/release/facegate, then target/debug/facegate):
-it must be built from the same tree and profile as the installed package.
+FACEGATE_BIN and BENCH_INPUT_BIN name the binaries (default target/release/..., then
+target/debug/...): build them from the same tree and profile as the installed package.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 import facegate
@@ -34,32 +34,15 @@ REPO = Path(__file__).resolve().parents[2]
 LFW = REPO.parent / "shared" / "data" / "lfw-view1"
 
 
-def lfw_pairs(n: int) -> pa.Table:
-    """The first n pairs of pairsDevTest.txt as (id, probe, reference) paths under LFW."""
-    rows = []
-    with open(LFW / "pairsDevTest.txt") as f:
-        next(f)
-        for line in f:
-            p = line.split()
-            if len(p) == 3:
-                a, b = (p[0], int(p[1])), (p[0], int(p[2]))
-            else:
-                a, b = (p[0], int(p[1])), (p[2], int(p[3]))
-            path = lambda who: f"lfw-deepfunneled/{who[0]}/{who[0]}_{who[1]:04d}.jpg"  # noqa: E731
-            rows.append((f"pair-{len(rows):05d}", path(a), path(b)))
-    # Cycle the list when more pairs are asked for than it has.
-    rows = [(f"pair-{i:05d}", *rows[i % len(rows)][1:]) for i in range(n)]
-    return pa.table({k: [r[i] for r in rows] for i, k in enumerate(["id", "probe", "reference"])})
-
-
-def facegate_bin() -> str:
-    if "FACEGATE_BIN" in os.environ:
-        return os.environ["FACEGATE_BIN"]
+def built(env: str, name: str) -> str:
+    """A binary of this tree: $env, else target/release/NAME, else target/debug/NAME."""
+    if env in os.environ:
+        return os.environ[env]
     for profile in ("release", "debug"):
-        p = REPO / "target" / profile / "facegate"
+        p = REPO / "target" / profile / name
         if p.is_file():
             return str(p)
-    sys.exit("no facegate binary: cargo build --release -p facegate, or set FACEGATE_BIN")
+    sys.exit(f"no {name}: build it (benches/batch/run.sh says how), or set {env}")
 
 
 def main() -> None:
@@ -68,16 +51,20 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
-    table = lfw_pairs(args.pairs)
     runs = {"cli": [], "python": []}
     with tempfile.TemporaryDirectory() as work:
         src = Path(work) / "pairs.parquet"
-        pq.write_table(table, src)
+        # The batch bench's input writer: paths relative to LFW's folder.
+        subprocess.run(
+            [built("BENCH_INPUT_BIN", "examples/bench_input"), LFW / "pairsDevTest.txt", src,
+             str(args.pairs), str(args.pairs)],
+            check=True,
+        )
         for r in range(args.repeat):
             out = Path(work) / f"out-{r}.parquet"
             t = time.perf_counter()
             subprocess.run(
-                [facegate_bin(), "batch", "--input", src, "--output", out, "--images", LFW,
+                [built("FACEGATE_BIN", "facegate"), "batch", "--input", src, "--output", out, "--images", LFW,
                  "--device", args.device, "--json"],
                 check=True, stdout=subprocess.DEVNULL,
             )

@@ -1,7 +1,8 @@
 //! Writes a `facegate batch` input for the benchmarks (benches/batch/run.sh): a Parquet file of
 //! `rows` path rows, the first `real` of them cycling through a pair list's pairs and the rest
 //! naming files that do not exist (error rows: no decoding, no network), so a 100,000-row job
-//! exercises the streaming reader and writer in minutes.
+//! exercises the streaming reader and writer in minutes. Paths are relative to the pair list's
+//! folder: run the job with `--images` that folder (a job reads paths only below it).
 //!
 //! cargo run --release -p facegate-batch --example bench_input -- PAIRS OUT.parquet ROWS REAL
 
@@ -17,8 +18,17 @@ fn main() {
         std::process::exit(2);
     };
     let (rows, real): (usize, usize) = (rows.parse().expect("ROWS"), real.parse().expect("REAL"));
-    let pairs = facegate_eval::read_pairs(pairs.as_ref(), None).expect("a pair list");
+    let pairs_file = std::path::Path::new(pairs);
+    let pairs = facegate_eval::read_pairs(pairs_file, None).expect("a pair list");
     assert!(!pairs.is_empty(), "the pair list is empty");
+    // read_pairs puts the images beside the list: the same paths, relative to its folder.
+    let root = pairs_file.parent().expect("a folder");
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(root)
+            .expect("below the list's folder")
+            .display()
+            .to_string()
+    };
     let file = std::fs::File::create(out).expect("create the output");
     let mut writer: Option<ArrowWriter<std::fs::File>> = None;
     for start in (0..rows).step_by(8192) {
@@ -28,13 +38,11 @@ fn main() {
             id.push(format!("row-{i:07}"));
             if i < real {
                 let p = &pairs[i % pairs.len()];
-                // Absolute, since batch resolves paths against the input's folder.
-                let abs = |p: &std::path::Path| std::path::absolute(p).expect("a path").display().to_string();
-                probe.push(abs(&p.probe));
-                reference.push(abs(&p.reference));
+                probe.push(rel(&p.probe));
+                reference.push(rel(&p.reference));
             } else {
-                probe.push(format!("/nonexistent/probe-{i}.jpg"));
-                reference.push(format!("/nonexistent/reference-{i}.jpg"));
+                probe.push(format!("nonexistent/probe-{i}.jpg"));
+                reference.push(format!("nonexistent/reference-{i}.jpg"));
             }
         }
         let column = |v: Vec<String>| Arc::new(StringArray::from(v)) as ArrayRef;

@@ -319,7 +319,7 @@ fn input_rows(batch: &RecordBatch, base: Option<&Path>, columns: &Columns) -> Re
 }
 
 /// A row's photo: its bytes, or an error code. `root` is the images folder, canonical.
-async fn load(source: Source, root: &Path) -> Result<ImageBytes, String> {
+async fn load(source: Source, root: Option<&Path>) -> Result<ImageBytes, String> {
     let code = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => "file_not_found".to_string(),
         _ => "file_unreadable".to_string(),
@@ -328,6 +328,10 @@ async fn load(source: Source, root: &Path) -> Result<ImageBytes, String> {
         Source::Bytes(b) => Ok(b),
         Source::Outside => Err("path_outside_root".into()),
         Source::Path(p) => {
+            // No images folder, nothing is below it (input_rows makes no paths without one).
+            let Some(root) = root else {
+                return Err("path_outside_root".into());
+            };
             // A link inside the folder may point out of it: resolve before reading.
             let real = tokio::fs::canonicalize(&p).await.map_err(code)?;
             if !real.starts_with(root) {
@@ -366,7 +370,7 @@ pub async fn verify_batch(
         None => None,
     };
     let rows = input_rows(batch, root.as_deref(), columns)?;
-    let results = verify_rows(scheduler, rows, root.as_deref().unwrap_or(Path::new("/nonexistent"))).await;
+    let results = verify_rows(scheduler, rows, root.as_deref()).await;
     Ok(to_batch(&results)?)
 }
 
@@ -374,7 +378,7 @@ pub async fn verify_batch(
 async fn verify_rows(
     scheduler: &Scheduler<EngineBackend>,
     rows: Vec<Result<InputRow, (String, String)>>,
-    root: &Path,
+    root: Option<&Path>,
 ) -> Vec<ResultRow> {
     let engine = scheduler.backend().engine();
     let (threshold, model) = (engine.threshold(), engine.model_version().to_string());
@@ -385,7 +389,7 @@ async fn verify_rows(
         .into_iter()
         .map(|row| {
             let (scheduler, model, room) = (scheduler.clone(), model.clone(), room.clone());
-            let root = root.to_path_buf();
+            let root = root.map(Path::to_path_buf);
             tokio::spawn(async move {
                 let row = match row {
                     Ok(r) => r,
@@ -394,7 +398,10 @@ async fn verify_rows(
                 let _room = room.acquire_owned().await.expect("never closed");
                 let start = Instant::now();
                 let ms = |s: Instant| s.elapsed().as_secs_f64() * 1e3;
-                let pair = match (load(row.probe, &root).await, load(row.reference, &root).await) {
+                let pair = match (
+                    load(row.probe, root.as_deref()).await,
+                    load(row.reference, root.as_deref()).await,
+                ) {
                     (Ok(probe), Ok(reference)) => PairRequest { probe, reference },
                     (Err(e), _) => return error_row(row.id, format!("probe_{e}"), threshold, &model, ms(start)),
                     (_, Err(e)) => return error_row(row.id, format!("reference_{e}"), threshold, &model, ms(start)),
@@ -596,7 +603,7 @@ async fn run_parts(
             // Our copies of the images are wiped when the rows are done; Arrow's buffer of the
             // chunk is freed here, not wiped (a known gap, README "Privacy").
             drop(batch);
-            let results = verify_rows(scheduler, rows, &root).await;
+            let results = verify_rows(scheduler, rows, Some(&root)).await;
             for r in &results {
                 match r.decision.as_str() {
                     "match" => summary.matches += 1,

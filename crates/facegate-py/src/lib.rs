@@ -334,9 +334,15 @@ impl Engine {
         let dim = self.engine().embedding().dim();
         let (mut flat, rows) = detached(py, move || {
             let engine = self.engine();
-            let mut bytes = Vec::with_capacity(images.len());
+            // A file that cannot be read fails the call before any photo is analysed; a
+            // refused raw array (too large) is that photo's refusal.
+            let mut bytes: Vec<Result<ImageBytes, Rejection>> = Vec::with_capacity(images.len());
             for image in images {
-                bytes.push(image.into_bytes(max));
+                bytes.push(match image.into_bytes(max) {
+                    Ok(b) => Ok(b),
+                    Err(Failure::Rejected(r, _)) => Err(r),
+                    Err(other) => return Err(other),
+                });
             }
             let data: Vec<&[u8]> = bytes
                 .iter()
@@ -346,14 +352,7 @@ impl Engine {
             let mut flat = Vec::with_capacity(4 * dim * data.len());
             let mut rows = Vec::with_capacity(data.len());
             for (b, face) in bytes.into_iter().zip(analysed) {
-                let face = match b {
-                    Err(Failure::Io(e)) => {
-                        return Err(Failure::Io(e));
-                    }
-                    Err(Failure::Rejected(r, _)) => Err(r),
-                    Err(other) => return Err(other),
-                    Ok(_) => face,
-                };
+                let face = b.and(face);
                 match &face {
                     Ok(f) => f
                         .descriptor
@@ -401,19 +400,13 @@ impl Engine {
     /// No usable face raises `ImageRejected` with the refusal's code.
     fn align<'py>(&self, py: Python<'py>, image: Image, role: &str) -> PyResult<(usize, Bound<'py, PyByteArray>)> {
         let max = self.max_pixels();
-        let policy = match role {
-            "probe" => FacePolicy::Single,
-            "reference" => FacePolicy::Dominant,
-            other => {
-                return Err(raise(
-                    py,
-                    "InputError",
-                    "bad_role",
-                    &format!("role is \"probe\" or \"reference\", not {other:?}"),
-                    None,
-                ));
-            }
-        };
+        // The role's face policy, as the service applies it (a probe: exactly one face).
+        let policy = FacePolicy::from(one_of(
+            py,
+            "role",
+            role,
+            &[("probe", Role::Probe), ("reference", Role::Reference)],
+        )?);
         let (size, mut pixels) = detached(py, move || {
             let engine = self.engine();
             let bytes = image.into_bytes(max)?;
@@ -458,6 +451,18 @@ impl Engine {
     }
 }
 
+/// `value` as the one of `options` it names, or an `InputError` (`bad_<what>`) listing them.
+fn one_of<T: Copy>(py: Python<'_>, what: &str, value: &str, options: &[(&str, T)]) -> PyResult<T> {
+    match options.iter().find(|(name, _)| *name == value) {
+        Some(&(_, v)) => Ok(v),
+        None => {
+            let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+            let message = format!("{what} is one of {}, not {value:?}", names.join(", "));
+            Err(raise(py, "InputError", &format!("bad_{what}"), &message, None))
+        }
+    }
+}
+
 fn with_role(f: Failure, role: Role) -> Failure {
     match f {
         Failure::Rejected(r, None) => Failure::Rejected(r, Some(role)),
@@ -485,19 +490,12 @@ fn evaluate(
     cross_roles: bool,
     policy: &str,
 ) -> PyResult<String> {
-    let policy = match policy {
-        "dominant" => FacePolicy::Dominant,
-        "single" => FacePolicy::Single,
-        other => {
-            return Err(raise(
-                py,
-                "InputError",
-                "bad_policy",
-                &format!("policy is \"dominant\" or \"single\", not {other:?}"),
-                None,
-            ));
-        }
-    };
+    let policy = one_of(
+        py,
+        "policy",
+        policy,
+        &[("dominant", FacePolicy::Dominant), ("single", FacePolicy::Single)],
+    )?;
     let device = device.to_string();
     detached(py, move || {
         let config = config_of(model, detector, config_path, config_json, None, None, models_dir)?;

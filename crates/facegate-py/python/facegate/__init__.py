@@ -194,7 +194,7 @@ def _arrow_stream(data: Any) -> Any:
     """Something the native side reads through the Arrow C stream interface."""
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    if hasattr(data, "__arrow_c_stream__") or isinstance(data, (pa.Table, pa.RecordBatchReader)):
+    if hasattr(data, "__arrow_c_stream__"):  # pyarrow Tables and readers, Polars, ...
         return data
     try:
         import pandas as pd  # optional
@@ -295,8 +295,7 @@ class Engine:
         ``facegate batch``, in input order: id, decision (match, no_match, rejected or error),
         score, threshold, reasons, model, elapsed_ms."""
         root = None if images_root is None else os.fspath(images_root)
-        out = self._live().verify_batch(_arrow_stream(data), probe, reference, id, root)
-        return out if isinstance(out, pa.Table) else pa.table(out)
+        return self._live().verify_batch(_arrow_stream(data), probe, reference, id, root)
 
     def embed(self, images: Sequence[ImageLike]) -> Embeddings:
         """The descriptor of each photo's face (the largest, when it clearly dominates), as
