@@ -215,7 +215,47 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// What a caller sets over a configuration (the command line's flags, the Python package's
+/// arguments); `None` keeps the configuration's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub embedder: Option<String>,
+    pub detector: Option<Detector>,
+    pub threshold: Option<f32>,
+    /// A calibration file, deciding at `operating_point` (default: the file's own).
+    pub calibration: Option<std::path::PathBuf>,
+    pub operating_point: Option<String>,
+    pub models_dir: Option<std::path::PathBuf>,
+}
+
 impl Config {
+    /// This configuration with `o` set over it, validated.
+    pub fn overridden(mut self, o: Overrides) -> Result<Self, ConfigError> {
+        if o.operating_point.is_some() && o.calibration.is_none() {
+            return Err(ConfigError::Invalid(
+                "an operating point needs a calibration file".into(),
+            ));
+        }
+        if let Some(m) = o.embedder {
+            self.embedder = m;
+        }
+        if let Some(d) = o.detector {
+            self.detector = d;
+        }
+        if let Some(t) = o.threshold {
+            self.threshold = Some(t);
+        }
+        if let Some(c) = o.calibration {
+            self.calibration = Some(c);
+            self.operating_point = o.operating_point;
+        }
+        if let Some(d) = o.models_dir {
+            self.models_dir = Some(d);
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Load from a `.toml` or `.json` file; missing keys keep their defaults.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
@@ -291,6 +331,34 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_set_what_they_name_and_are_validated() {
+        let c = Config::default()
+            .overridden(Overrides {
+                embedder: Some("dlib-resnet-v1".into()),
+                threshold: Some(0.4),
+                ..Overrides::default()
+            })
+            .unwrap();
+        assert_eq!((c.embedder.as_str(), c.threshold), ("dlib-resnet-v1", Some(0.4)));
+        assert_eq!(c.detector, Config::default().detector);
+        let bad = |o: Overrides| Config::default().overridden(o).unwrap_err().to_string();
+        assert!(
+            bad(Overrides {
+                threshold: Some(3.0),
+                ..Overrides::default()
+            })
+            .contains("threshold")
+        );
+        assert!(
+            bad(Overrides {
+                operating_point: Some("fmr_1e-3".into()),
+                ..Overrides::default()
+            })
+            .contains("calibration")
+        );
+    }
 
     #[test]
     fn toml_overrides_and_defaults() {

@@ -8,7 +8,7 @@ pub mod secret;
 use serde::{Deserialize, Serialize};
 
 pub use calibration::{CalibratedPoint, Calibration};
-pub use config::{Alignment, ChipTargets, Config, ConfigError, DEFAULT_EMBEDDER, Detector};
+pub use config::{Alignment, ChipTargets, Config, ConfigError, DEFAULT_EMBEDDER, Detector, Overrides};
 pub use secret::{Descriptor, ImageBytes};
 
 /// The outcome of a 1:1 check.

@@ -13,7 +13,7 @@ use arrow_array::RecordBatch;
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{PyArrowType, Table};
 use facegate_batch::{Columns, JobError, output_schema};
-use facegate_core::{Config, ImageBytes, Rejection, Role};
+use facegate_core::{Config, ImageBytes, Overrides, Rejection, Role};
 use facegate_pipeline::{DeviceChoice, FacePolicy};
 use facegate_scheduler::{EngineBackend, Metrics, PairRequest, Priority, Scheduler, SchedulerConfig};
 use image::ImageEncoder;
@@ -165,32 +165,28 @@ fn config_of(
     operating_point: Option<String>,
     models_dir: Option<PathBuf>,
 ) -> Result<Config, Failure> {
-    let mut config = match (config_path, config_json) {
+    let config = match (config_path, config_json) {
         (Some(p), _) => Config::from_file(&p).map_err(|e| Failure::Config(e.to_string()))?,
-        (None, Some(j)) => {
-            let c: Config = serde_json::from_str(&j).map_err(|e| Failure::Config(format!("config: {e}")))?;
-            c.validate().map_err(|e| Failure::Config(e.to_string()))?;
-            c
-        }
+        (None, Some(j)) => serde_json::from_str(&j).map_err(|e| Failure::Config(format!("config: {e}")))?,
         (None, None) => Config::default(),
     };
-    if let Some(m) = model {
-        config.embedder = m;
-    }
-    if let Some(d) = detector {
-        config.detector = serde_json::from_value(serde_json::Value::String(d.clone()))
-            .map_err(|_| Failure::Config(format!("unknown detector `{d}` (mtcnn or tiny_face_detector)")))?;
-    }
-    if let Some(c) = calibration {
-        config.calibration = Some(c);
-        config.operating_point = operating_point;
-    } else if operating_point.is_some() {
-        return Err(Failure::Config("operating_point needs a calibration file".into()));
-    }
-    if let Some(d) = models_dir {
-        config.models_dir = Some(d);
-    }
-    Ok(config)
+    let detector = match detector {
+        Some(d) => Some(
+            serde_json::from_value(serde_json::Value::String(d.clone()))
+                .map_err(|_| Failure::Config(format!("unknown detector `{d}` (mtcnn or tiny_face_detector)")))?,
+        ),
+        None => None,
+    };
+    config
+        .overridden(Overrides {
+            embedder: model,
+            detector,
+            calibration,
+            operating_point,
+            models_dir,
+            ..Overrides::default()
+        })
+        .map_err(|e| Failure::Config(e.to_string()))
 }
 
 fn pipeline_engine(config: Config, device: &str) -> Result<facegate_pipeline::Engine, Failure> {

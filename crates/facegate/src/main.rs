@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use facegate_core::{Config, Verification};
+use facegate_core::{Config, Overrides, Verification};
 use facegate_pipeline::{DeviceChoice, Engine, Face, FacePolicy};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -163,25 +163,18 @@ pub(crate) fn engine(args: &EngineArgs) -> Result<Engine> {
 }
 
 fn engine_with(models: &ModelArgs, decision: Option<&DecisionArgs>) -> Result<Engine> {
-    let mut config = match &models.config {
+    let config = match &models.config {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
     };
-    if let Some(d) = decision {
-        if let Some(t) = d.threshold {
-            config.threshold = Some(t);
-        }
-        if let Some(c) = &d.calibration {
-            config.calibration = Some(c.clone());
-            config.operating_point = d.operating_point.clone();
-        }
-    }
-    if let Some(m) = &models.model {
-        config.embedder = m.clone();
-    }
-    if let Some(d) = &models.models_dir {
-        config.models_dir = Some(d.clone());
-    }
+    let config = config.overridden(Overrides {
+        embedder: models.model.clone(),
+        threshold: decision.and_then(|d| d.threshold),
+        calibration: decision.and_then(|d| d.calibration.clone()),
+        operating_point: decision.and_then(|d| d.operating_point.clone()),
+        models_dir: models.models_dir.clone(),
+        ..Overrides::default()
+    })?;
     Ok(Engine::new(config, models.device)?)
 }
 
