@@ -2,6 +2,7 @@
 //! percentiles, throughput and the batch sizes the service formed.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,9 +56,26 @@ pub struct LoadgenArgs {
     /// Send as bulk (low priority) instead of interactive.
     #[arg(long)]
     bulk: bool,
+    /// Give up on a request after this many seconds (its status is `timeout`: unanswered).
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Write one CSV line per request here: its number, scheduled start and latency (s, ms),
+    /// status, and the `x-request-id` the service issued (what failover runs are checked with).
+    #[arg(long)]
+    log: Option<PathBuf>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// One request's outcome, as `--log` writes it.
+struct Outcome {
+    n: u64,
+    scheduled_s: f64,
+    latency: Duration,
+    status: String,
+    request_id: String,
+    large: bool,
 }
 
 /// The shipped fixtures loadgen sends unless told otherwise (a frontal face, and an EXIF-rotated
@@ -178,8 +196,12 @@ async fn run(
     reference: Vec<u8>,
     large: Vec<u8>,
 ) -> Result<Report> {
+    if !args.timeout.is_finite() || args.timeout <= 0.0 {
+        return Err(crate::usage("--timeout must be positive"));
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
+        .timeout(Duration::from_secs_f64(args.timeout))
         .build()?;
     let verify = base.join("/v1/verify")?;
     let metrics_url = base.join("/metrics")?;
@@ -228,31 +250,62 @@ async fn run(
             if let Some(k) = key {
                 req = req.bearer_auth(k);
             }
+            let mut request_id = String::new();
             let status = match req.send().await {
                 Ok(resp) => {
                     let s = resp.status().as_u16().to_string();
-                    let _ = resp.bytes().await;
-                    s
+                    if let Some(id) = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+                        request_id = id.to_string();
+                    }
+                    match resp.bytes().await {
+                        Ok(_) => s,
+                        Err(e) if e.is_timeout() => "timeout".to_string(),
+                        Err(_) => "transport_error".to_string(),
+                    }
                 }
+                Err(e) if e.is_timeout() => "timeout".to_string(),
                 Err(e) if e.is_connect() => "connect_error".to_string(),
                 Err(_) => "transport_error".to_string(),
             };
             drop(permit);
-            (status, scheduled.elapsed(), is_large)
+            Outcome {
+                n: i,
+                scheduled_s: (scheduled - start).as_secs_f64(),
+                latency: scheduled.elapsed(),
+                status,
+                request_id,
+                large: is_large,
+            }
         }));
     }
     let mut latency = Histogram::<u64>::new(3)?;
     let mut status: BTreeMap<String, u64> = BTreeMap::new();
     let mut large_status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut log = match &args.log {
+        Some(path) => {
+            let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "n,scheduled_s,latency_ms,status,request_id")?;
+            Some(w)
+        }
+        None => None,
+    };
     for t in tasks {
-        let (s, took, is_large) = t.await?;
-        if s == "200" {
-            latency.record(took.as_micros() as u64)?;
+        let o = t.await?;
+        if o.status == "200" {
+            latency.record(o.latency.as_micros() as u64)?;
         }
-        if is_large {
-            *large_status.entry(s.clone()).or_default() += 1;
+        if let Some(w) = log.as_mut() {
+            let ms = o.latency.as_secs_f64() * 1e3;
+            writeln!(w, "{},{:.6},{ms:.3},{},{}", o.n, o.scheduled_s, o.status, o.request_id)?;
         }
-        *status.entry(s).or_default() += 1;
+        if o.large {
+            *large_status.entry(o.status.clone()).or_default() += 1;
+        }
+        *status.entry(o.status).or_default() += 1;
+    }
+    if let Some(mut w) = log {
+        w.flush()?;
     }
     let seconds = start.elapsed().as_secs_f64();
     let _ = stop_idle.send(true);
