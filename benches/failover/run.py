@@ -9,8 +9,9 @@ accounted for:
   replica: safe to retry); anything else fails the run;
 - answered twice: each 2xx answer carries the request id one replica issued, and that id must
   appear in exactly one replica's decision log, once;
-- decided but unanswered: decisions a replica logged whose answer never reached the client
-  (the client got a 502 and may retry: the cost of a SIGKILL), reported.
+- decided but not delivered: decisions a replica logged whose answer never reached a client
+  (a replica SIGKILLed after deciding; the balancer ran the request again elsewhere, or the
+  client got a 502), reported.
 
 Prints a Markdown table (all, before, during and after the faults) and writes JSON with
 --json-out. Exit status 1 when a check fails.
@@ -24,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,6 +60,26 @@ def wait_ready(url: str, seconds: float) -> None:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} not ready within {seconds} s")
+
+
+def in_flight(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+            return int(json.load(r).get("in_flight", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def when_busy(port: int, seconds: float = 10.0) -> int:
+    """Wait (at most `seconds`) until the replica holds a request, so the fault lands on work
+    in flight rather than on an idle process; returns what it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        n = in_flight(port)
+        if n:
+            return n
+        time.sleep(0.005)
+    return 0
 
 
 def loadgen(facegate: str, url: str, *args: str, timeout: float) -> Dict:
@@ -163,9 +185,13 @@ def main() -> int:
         )
         t0 = time.monotonic()
         time.sleep(max(0.0, a.kill_at - (time.monotonic() - t0)))
+        held_at_kill = when_busy(replicas[0][1])
         replicas[0][0].send_signal(signal.SIGKILL)
+        killed_s = time.monotonic() - t0
         time.sleep(max(0.0, a.drain_at - (time.monotonic() - t0)))
+        held_at_drain = when_busy(replicas[1][1])
         replicas[1][0].send_signal(signal.SIGTERM)
+        drained_s = time.monotonic() - t0
         out, err = run.communicate(timeout=a.duration + 120)
         if run.returncode != 0:
             raise RuntimeError(f"loadgen failed: {err[-2000:]}")
@@ -190,17 +216,25 @@ def main() -> int:
             decided.update(decisions(log)[marks[i]:])
         twice = sum(1 for i in answered_ids if decided[i] != 1) + (len(answered_ids) - len(set(answered_ids)))
         lost_answers = sum(1 for i in decided if i not in set(answered_ids))
+        # HAProxy's log: requests it sent to a second replica (the "+N" retries field).
+        retried = sum(1 for line in (work / "haproxy.log").read_text(errors="replace").splitlines()
+                      if re.search(r'/\+\d+ \d+/\d+ "POST /v1/verify', line))
         result = {
+            "retried_by_balancer": retried,
             "capacity_per_s": capacity,
             "offered_per_s": rate,
             "duration_s": a.duration,
             "kill_at_s": a.kill_at,
             "drain_at_s": a.drain_at,
+            "killed_at_s_actual": killed_s,
+            "in_flight_at_kill": held_at_kill,
+            "drained_at_s_actual": drained_s,
+            "in_flight_at_drain": held_at_drain,
             "drained_exit_status": drained,
             "status": dict(status),
             "unanswered": unanswered,
             "answered_twice": twice,
-            "decided_but_answer_lost": lost_answers,
+            "decided_not_delivered": lost_answers,
             "phases": table,
         }
         print("\n| phase | sent | 2xx | 429 | 502/503 | other | unanswered | p99 of 2xx (ms) |")
@@ -210,8 +244,10 @@ def main() -> int:
             p = "-" if row["p99_ms"] is None else f"{row['p99_ms']:.0f}"
             print(f"| {row['phase']} | {row['sent']} | {row['2xx']} | {row['429']} | {row['502/503']} | "
                   f"{row['other']} | {un} | {p} |")
-        print(f"\nanswered twice: {twice}; decided by a replica but the answer lost (client got 502): "
-              f"{lost_answers}; drained replica exited with {drained}")
+        print(f"\nreplica 1 SIGKILLed at {killed_s:.1f} s holding {held_at_kill} requests; replica 2 "
+              f"SIGTERMed at {drained_s:.1f} s holding {held_at_drain}, exited with {drained}")
+        print(f"answered twice: {twice}; decided by a replica but never delivered: {lost_answers}; "
+              f"sent to a second replica by the balancer: {retried} (whole run, capacity step included)")
         if a.json_out:
             a.json_out.write_text(json.dumps(result, indent=1))
         failures = []

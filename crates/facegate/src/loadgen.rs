@@ -201,6 +201,10 @@ async fn run(
     }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
+        // Close an idle connection before the other side does (HAProxy's keep-alive timeout
+        // in deploy/ is 5 s, the service's 10 s): a request sent on a connection the server is
+        // closing at that moment fails without an answer, and a POST is not retried.
+        .pool_idle_timeout(Duration::from_secs(4))
         .timeout(Duration::from_secs_f64(args.timeout))
         .build()?;
     let verify = base.join("/v1/verify")?;
