@@ -31,7 +31,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import facegate.ray as fray  # noqa: E402
 import ray  # noqa: E402
-from conftest import COMPARED, DATA, run_cli  # noqa: E402
+from conftest import COMPARED, DATA, REPO, run_cli  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
@@ -144,11 +144,10 @@ def raylet(node) -> subprocess.Popen:
     return node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process
 
 
-def test_a_worker_node_killed_mid_job_loses_and_repeats_no_row(cluster, photos, tmp_path):
-    rows = pairs(1008, 48)  # 1,200 rows
-    src = write_pairs(rows, tmp_path / "pairs", files=4)
-    want = expected(rows, photos, tmp_path)
-    output = tmp_path / "decisions"
+def verify_killing_a_worker(cluster, src: Path, photos: Path, output: Path, rows, want) -> None:
+    """Run the job with two actors; once a few batches are staged, SIGKILL one worker node's
+    raylet (its actor and the batches it held die with it), then add a node in its place, as an
+    autoscaler would. The output must hold every row once, equal to `want`."""
     result: Dict[str, object] = {}
 
     def job() -> None:
@@ -163,8 +162,6 @@ def test_a_worker_node_killed_mid_job_loses_and_repeats_no_row(cluster, photos, 
     t0 = time.monotonic()
     driver = threading.Thread(target=job)
     driver.start()
-    # Mid-job: once some batches are written, SIGKILL one worker node's raylet (its actor and
-    # the batches it held die with it), then add a node in its place, as an autoscaler would.
     while staged_files(output) < 4 and driver.is_alive() and time.monotonic() - t0 < 600:
         time.sleep(0.2)
     assert driver.is_alive(), f"the job ended before the fault: {result}"
@@ -182,11 +179,42 @@ def test_a_worker_node_killed_mid_job_loses_and_repeats_no_row(cluster, photos, 
     assert summary.rows == len(rows) and summary.verified_rows == len(rows)
     assert summary.decisions == dict(Counter(w["decision"] for w in want.values()))
     check_exactly_once(output, rows, want)
+
+
+def test_a_worker_node_killed_mid_job_loses_and_repeats_no_row(cluster, photos, tmp_path):
+    rows = pairs(1008, 48)  # 1,200 rows
+    src = write_pairs(rows, tmp_path / "pairs", files=4)
+    want = expected(rows, photos, tmp_path)
+    output = tmp_path / "decisions"
+    verify_killing_a_worker(cluster, src, photos, output, rows, want)
     # The job is done: running it again returns the committed summary and runs nothing.
     again = fray.verify_parquet(src, output, images_root=photos, device="cpu", actors=2,
                                 actor_resources={"facegate": 1}, batch_rows=16, verbose=False)
     assert again.already_committed and again.rows == len(rows)
     check_exactly_once(output, rows, want)
+
+
+LFW = REPO.parent / "shared" / "data" / "lfw-view1"
+
+
+@pytest.mark.skipif(not LFW.is_dir(), reason="needs ../shared/data")
+def test_lfw_pairs_with_a_worker_node_killed(cluster, tmp_path):
+    """The same fault on real photos: 400 LFW DevTest pairs (200 genuine, 200 impostor) from
+    ../shared, compared with `facegate batch` on the same input."""
+    lines = (LFW / "pairsDevTest.txt").read_text().splitlines()
+    n = int(lines[0])
+    photo = lambda name, i: f"{name}/{name}_{int(i):04}.jpg"  # noqa: E731
+    genuine = [(photo(a, i), photo(a, j)) for a, i, j in (l.split() for l in lines[1:201])]
+    impostor = [(photo(a, i), photo(b, j)) for a, i, b, j in (l.split() for l in lines[n + 1:n + 201])]
+    rows = [(f"lfw-{k:04}", p, r) for k, (p, r) in enumerate(genuine + impostor)]
+    images = LFW / "lfw-deepfunneled"
+    src = write_pairs(rows, tmp_path / "pairs", files=2)
+    cli = tmp_path / "cli.parquet"
+    run_cli("batch", "--device", "cpu", "--input", src / "pairs-0.parquet", "--output", cli, "--images", images)
+    want = {r["id"]: r for r in pq.read_table(cli).select(COMPARED).to_pylist()}
+    run_cli("batch", "--device", "cpu", "--input", src / "pairs-1.parquet", "--output", cli, "--images", images)
+    want.update({r["id"]: r for r in pq.read_table(cli).select(COMPARED).to_pylist()})
+    verify_killing_a_worker(cluster, src, images, tmp_path / "decisions", rows, want)
 
 
 def test_a_killed_driver_rerun_resumes_and_gives_each_row_once(cluster, photos, tmp_path):

@@ -48,8 +48,11 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-import ray
-import ray.data
+try:
+    import ray
+    import ray.data
+except ImportError as e:  # an optional dependency: say how to get it
+    raise ImportError('facegate.ray needs Ray Data: pip install "facegate[ray]"') from e
 
 from . import ConfigError, Engine, InputError
 
