@@ -18,6 +18,7 @@ fn usage_errors_exit_2_and_say_what_is_wrong() {
         (&["eval", "--compare", "a,b"], "--report"),
         (&["loadgen", "--url", "http://192.0.2.1:8080"], "this machine"),
         (&["loadgen", "--concurrency", "0"], "--concurrency"),
+        (&["loadgen", "--timeout", "0"], "--timeout"),
         // Flags that would do nothing are not accepted.
         (&["embed", "--threshold", "0.5", "x.png"], "--threshold"),
         (&["detect", "--calibration", "c.toml", "x.png"], "--calibration"),
@@ -70,6 +71,8 @@ fn serve_is_configured_from_the_environment_and_loadgen_runs_anywhere() {
             "--requests",
             "3",
             "--json",
+            "--log",
+            "requests.csv",
         ])
         .current_dir(dir.path())
         .output()
@@ -91,6 +94,13 @@ fn serve_is_configured_from_the_environment_and_loadgen_runs_anywhere() {
     assert_eq!(alive, Some(0));
     assert_eq!(health(&addr), Some(1));
     assert_eq!(report["status"]["200"], 3, "{report}");
+    // --log: a line per request with its status and the id the service issued (a UUID each).
+    let csv = std::fs::read_to_string(dir.path().join("requests.csv")).unwrap();
+    let lines: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    let ids: std::collections::HashSet<&str> = lines.iter().map(|l| l[4]).collect();
+    assert!(lines.iter().all(|l| l[3] == "200" && l[4].len() == 36), "{csv}");
+    assert_eq!(ids.len(), 3, "{csv}");
     // The environment reached the scheduler, the device and the config (the startup line
     // states them), and the log went to FACEGATE_LOG_FILE.
     assert!(status.success());
