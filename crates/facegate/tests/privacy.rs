@@ -118,9 +118,11 @@ fn nothing_biometric_reaches_logs_or_disk_and_sigterm_loses_nothing() {
         let url = format!("http://{addr}/v1/verify");
         let face_b = std::fs::read(data("face-b.png")).unwrap();
         let mut tasks = Vec::new();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for i in 0..24 {
             let (http, url, image, b64, face_b) =
                 (http.clone(), url.clone(), image.clone(), b64.clone(), face_b.clone());
+            let finished = done.clone();
             tasks.push(tokio::spawn(async move {
                 let req = match i % 3 {
                     0 => http.post(&url).multipart(
@@ -138,11 +140,17 @@ fn nothing_biometric_reaches_logs_or_disk_and_sigterm_loses_nothing() {
                             .json(&serde_json::json!({ "probe": half, "reference": b64 }))
                     }
                 };
-                req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+                let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                status
             }));
             if i == 12 {
-                // Stop the service while requests are in flight.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Stop the service while requests are in flight, once one has been answered (on
+                // a loaded machine a fixed pause could stop it before it accepted any).
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while done.load(std::sync::atomic::Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 Command::new("kill")
                     .args(["-TERM", &child.id().to_string()])
                     .status()
