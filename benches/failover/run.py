@@ -214,8 +214,9 @@ def main() -> int:
         decided: Counter = Counter()
         for i, (_, _, log) in enumerate(replicas, 1):
             decided.update(decisions(log)[marks[i]:])
-        twice = sum(1 for i in answered_ids if decided[i] != 1) + (len(answered_ids) - len(set(answered_ids)))
-        lost_answers = sum(1 for i in decided if i not in set(answered_ids))
+        answered = set(answered_ids)
+        twice = sum(1 for i in answered_ids if decided[i] != 1) + (len(answered_ids) - len(answered))
+        lost_answers = sum(1 for i in decided if i not in answered)
         # HAProxy's log: requests it sent to a second replica (the "+N" retries field).
         retried = sum(1 for line in (work / "haproxy.log").read_text(errors="replace").splitlines()
                       if re.search(r'/\+\d+ \d+/\d+ "POST /v1/verify', line))

@@ -513,6 +513,9 @@ fn evaluate(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    // `facegate batch`'s output schema as pyarrow sees it: the one definition for the Python
+    // layer (facegate.ray's staged and committed tables).
+    m.add("BATCH_SCHEMA", PyArrowType(output_schema().as_ref().clone()))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

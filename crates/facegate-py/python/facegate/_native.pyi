@@ -3,7 +3,11 @@ arguments and turns these JSON strings and buffers into objects."""
 
 from typing import Any, List, Optional, Tuple, Union
 
+import pyarrow
+
 __version__: str
+# `facegate batch`'s output schema.
+BATCH_SCHEMA: pyarrow.Schema
 
 # bytes (encoded photo), str (a path), or (height, width, RGB pixels).
 _Image = Union[bytes, str, Tuple[int, int, bytearray]]

@@ -24,8 +24,8 @@ cluster) it verifies only the ids no staged file holds, then commits. Files a ki
 half-written are unreadable Parquet and are ignored. On a cluster of several machines, ``output``
 (hence the staging folder) and ``images_root`` must be on storage every node mounts.
 
-The commit holds the result table in the driver's memory (about 100 bytes a row: 5.7 GB for
-57 million rows).
+The commit holds the result table in the driver's memory, with copies: measured at 562 bytes
+a row at peak for a million rows (benches/ray/commit_memory.py), ~32 GB for 57 million.
 """
 
 from __future__ import annotations
@@ -39,13 +39,11 @@ import shutil
 import sys
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 try:
@@ -54,7 +52,7 @@ try:
 except ImportError as e:  # an optional dependency: say how to get it
     raise ImportError('facegate.ray needs Ray Data: pip install "facegate[ray]"') from e
 
-from . import ConfigError, Engine, InputError
+from . import ConfigError, Engine, InputError, _native
 
 __all__ = ["Summary", "verify_parquet", "main"]
 
@@ -63,18 +61,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 COMMIT_FILE = "_facegate_commit.json"
 # A committed output's rows per Parquet file.
 ROWS_PER_FILE = 1_000_000
-# The output schema of `facegate batch` (and Engine.verify_batch).
-OUTPUT_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("decision", pa.string(), nullable=False),
-        pa.field("score", pa.float32()),
-        pa.field("threshold", pa.float32(), nullable=False),
-        pa.field("reasons", pa.list_(pa.field("item", pa.string())), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("elapsed_ms", pa.float64(), nullable=False),
-    ]
-)
+# The output schema of `facegate batch` (and Engine.verify_batch), from the Rust side.
+OUTPUT_SCHEMA: pa.Schema = _native.BATCH_SCHEMA
 
 
 @dataclasses.dataclass
@@ -130,8 +118,8 @@ class _Verifier:
         self.engine = Engine(**engine)
         self.columns = columns
         self.images_root = images_root
-        # The staged ids travel once through the object store (a list, so Ray hands us the
-        # reference rather than resolving it into every actor's arguments twice).
+        # The staged ids travel once through the object store, fetched here once per actor
+        # (inside a list: Ray resolves only top-level references in arguments).
         self.done = ray.get(done[0]) if done else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -142,10 +130,9 @@ class _Verifier:
         return self.engine.verify_batch(batch, images_root=self.images_root, **self.columns)
 
 
-def _input_files(input: Union[PathLike, Sequence[PathLike]]) -> List[str]:
-    paths = [input] if isinstance(input, (str, os.PathLike)) else list(input)
+def _input_files(paths: List[Path]) -> List[str]:
     files: List[str] = []
-    for p in map(Path, paths):
+    for p in paths:
         if p.is_dir():
             files += sorted(str(f) for f in p.rglob("*.parquet") if f.is_file())
         elif p.is_file():
@@ -168,7 +155,7 @@ def _fingerprint(files: List[str], engine: Dict[str, Any], columns: Dict[str, st
     """What makes two runs the same job: the input files as they are now, and everything that
     decides a row's result."""
     described = {
-        "files": [(os.path.abspath(f), os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files],
+        "files": [(os.path.abspath(f), st.st_size, st.st_mtime_ns) for f, st in ((f, os.stat(f)) for f in files)],
         "engine": {k: v for k, v in engine.items() if k not in ("config", "calibration")},
         "config": engine.get("config") if isinstance(engine.get("config"), dict)
         else _sha256_file(engine.get("config")),
@@ -196,19 +183,29 @@ def _input_ids(files: List[str], id_column: str) -> pa.Array:
     return ids
 
 
-def _staged(staging: Path) -> List[pa.Table]:
-    """Every readable staged file, oldest run first; a file a killed writer left half-written
-    does not parse and is skipped (its rows are verified again)."""
+def _staged_run(run: Path) -> List[pa.Table]:
+    """A run's readable staged files; one a killed writer left half-written does not parse and
+    is skipped (its rows are verified again)."""
     tables = []
-    runs = sorted((d for d in (staging / "runs").glob("*") if d.is_dir()), key=lambda d: d.name)
-    for run in runs:
-        for f in sorted(run.glob("*.parquet")):
-            try:
-                t = pq.read_table(f)
-            except (pa.ArrowInvalid, OSError):
-                continue
-            tables.append(t.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
+    for f in sorted(run.glob("*.parquet")):
+        try:
+            t = pq.read_table(f)
+        except (pa.ArrowInvalid, OSError):
+            continue
+        tables.append(t.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
     return tables
+
+
+def _staged(staging: Path) -> List[pa.Table]:
+    """Every earlier run's readable staged files, oldest run first."""
+    runs = sorted((d for d in (staging / "runs").glob("*") if d.is_dir()), key=lambda d: d.name)
+    return [t for run in runs for t in _staged_run(run)]
+
+
+def _reason_counts(rows: pa.Table, decision: str) -> Dict[str, int]:
+    reasons = rows.filter(pc.equal(rows["decision"], decision)).column("reasons")
+    counts = pc.value_counts(pc.list_flatten(reasons.combine_chunks()))
+    return {c["values"]: c["counts"] for c in counts.to_pylist()}
 
 
 def _committed(output: Path, fingerprint: str) -> Optional[Summary]:
@@ -242,16 +239,11 @@ def _commit(output: Path, staging: Path, fingerprint: str, ids: pa.Array,
                            f"{rows.num_rows - (len(ids) - missing)} results are not for an input id")
     rows = rows.take(pc.index_in(ids, value_set=rows.column("id")))  # input order
 
-    decisions = Counter(rows.column("decision").to_pylist())
-    refusals: Counter = Counter()
-    errors: Counter = Counter()
-    for decision, reasons in zip(rows.column("decision").to_pylist(), rows.column("reasons").to_pylist()):
-        if decision == "rejected":
-            refusals.update(reasons)
-        elif decision == "error":
-            errors.update(reasons)
-    done = Summary(output=str(output), rows=rows.num_rows, decisions=dict(decisions),
-                   refusals=dict(refusals), errors=dict(errors), recomputed_rows=recomputed, **summary)
+    # Counted in Arrow, not row by row in Python: a national job has tens of millions.
+    decisions = {c["values"]: c["counts"] for c in pc.value_counts(rows.column("decision").combine_chunks()).to_pylist()}
+    done = Summary(output=str(output), rows=rows.num_rows, decisions=decisions,
+                   refusals=_reason_counts(rows, "rejected"), errors=_reason_counts(rows, "error"),
+                   recomputed_rows=recomputed, **summary)
 
     tmp = output.with_name(f".{output.name}.commit-{uuid.uuid4().hex}")
     tmp.mkdir(parents=True)
@@ -305,7 +297,8 @@ def verify_parquet(
         raise InputError("bad_input", "batch_rows must be at least 1")
     output = Path(output).absolute()
     staging = output.with_name(output.name + ".staging")
-    files = _input_files(input)
+    inputs = [Path(input)] if isinstance(input, (str, os.PathLike)) else [Path(i) for i in input]
+    files = _input_files(inputs)
     schema = pq.read_schema(files[0])
     for c in (id, probe, reference):
         if c not in schema.names:
@@ -314,8 +307,7 @@ def verify_parquet(
                 for c in (probe, reference))
     # As `facegate batch`: paths are relative to the input's folder unless told otherwise.
     if images_root is None and paths:
-        first = Path(input if isinstance(input, (str, os.PathLike)) else list(input)[0])
-        images_root = first if first.is_dir() else first.parent
+        images_root = inputs[0] if inputs[0].is_dir() else inputs[0].parent
     root = None if images_root is None else os.path.abspath(images_root)
     engine: Dict[str, Any] = {
         "model": model,
@@ -369,12 +361,8 @@ def verify_parquet(
     verified = 0
     if remaining:
         run = staging / "runs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        # Paths here are POSIX paths every node mounts. Named explicitly, Ray does not guess a
-        # filesystem (its guess imports fsspec's HTTP module from several threads at once,
-        # which failed here with a half-initialised module).
-        local = pafs.LocalFileSystem()
         ds = (
-            ray.data.read_parquet(files, filesystem=local)
+            ray.data.read_parquet(files)
             # The reader may put many small files into one block (one actor would do all the
             # work): blocks of batch_rows, split as they stream, spread it over the pool.
             .repartition(target_num_rows_per_block=batch_rows)
@@ -394,9 +382,9 @@ def verify_parquet(
                 resources=actor_resources,
             )
         )
-        ds.write_parquet(str(run), filesystem=local)
+        ds.write_parquet(str(run))
         verified = remaining
-        staged = _staged(staging)
+        staged += _staged_run(run)
     wall = time.monotonic() - t0
     summary = _commit(
         output, staging, fingerprint, ids, staged,

@@ -20,14 +20,12 @@ import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import pyarrow as pa
+from pyspark.sql.pandas.types import from_arrow_schema
 
-from . import Engine
+from . import Engine, _native
 
-# `facegate batch`'s output schema in Spark's DDL (score and threshold are float32).
-OUTPUT_SCHEMA = (
-    "id string, decision string, score float, threshold float, reasons array<string>, "
-    "model string, elapsed_ms double"
-)
+# `facegate batch`'s output schema as Spark's StructType, from the one Arrow definition (Rust).
+OUTPUT_SCHEMA = from_arrow_schema(_native.BATCH_SCHEMA)
 
 _engines: Dict[Tuple[Any, ...], Engine] = {}
 _lock = threading.Lock()
