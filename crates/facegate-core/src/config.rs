@@ -139,6 +139,11 @@ pub struct Config {
     /// the face, by the dark-channel prior, when the wash's transmission t at the face's centre
     /// is under this (0..1; 0 never). A face without glare has t near 1.
     pub reference_glare_gate: f32,
+    /// A reference with no face found is searched for a glare spot (`[level, contrast]`): the
+    /// most washed-out smooth blob of its darkest channel (0..1), at least `level` and at least
+    /// `contrast` above its surroundings (so a white desk is not taken for glare). Where one is
+    /// found it is corrected as `reference_glare_gate` describes and the copy searched again.
+    pub reference_glare_spot: [f32; 2],
     /// Minimum sharpness (variance of the Laplacian of the 150 px face crop); 0 disables.
     pub min_sharpness: f32,
     /// Maximum |yaw| estimated from landmarks (0 = frontal, 1 = full profile); 0 disables.
@@ -192,6 +197,7 @@ impl Default for Config {
             reference_screen_min_periods: 22.0,
             reference_descreen_sigma: 0.5,
             reference_glare_gate: 0.8,
+            reference_glare_spot: [0.70, 0.05],
             min_sharpness: 0.0,
             max_yaw: 0.0,
             alignment: Alignment::DlibChip,
@@ -299,9 +305,10 @@ impl Config {
             || !(0.1..=2.0).contains(&self.reference_descreen_sigma)
             || !(0.0..=1000.0).contains(&self.reference_screen_min_periods)
             || !(0.0..=1.0).contains(&self.reference_glare_gate)
+            || self.reference_glare_spot.iter().any(|v| !(0.0..=1.0).contains(v))
         {
             return bad(
-                "reference_screen_strength must be in [0, 1], reference_descreen_sigma in [0.1, 2], reference_screen_min_periods in [0, 1000], reference_glare_gate in [0, 1]",
+                "reference_screen_strength must be in [0, 1], reference_descreen_sigma in [0.1, 2], reference_screen_min_periods in [0, 1000], reference_glare_gate and reference_glare_spot's two values in [0, 1]",
             );
         }
         if !(0.1..0.95).contains(&self.mtcnn_factor) {

@@ -31,18 +31,14 @@ const GRID_FACE: f32 = 64.0;
 /// The size of the stand-in face [`find_glare_spot`] returns, as a share of the photo's longer
 /// side: a card over 30–80 % of the frame, its portrait's face about a sixth of the card.
 const SPOT_FACE: f32 = 0.09;
-/// How washed out (the darkest channel, 0..1, averaged and smoothed over about a face) a spot
-/// must be to be taken for glare.
-const SPOT_LEVEL: f32 = 0.85;
-/// How much brighter than its surroundings (the median over a ring one to one and a half
-/// stand-in faces from it) the spot must be: glare is a highlight, a white desk or wall is
-/// bright all round.
-const SPOT_CONTRAST: f32 = 0.10;
-
 /// Where a photo in which no face was found is washed out most: the brightest smooth blob of
 /// its darkest channel, if bright enough to be glare, as a stand-in face box (a card
-/// portrait's face at the usual framing) for [`find_glare`].
-pub fn find_glare_spot(img: &RgbImage) -> Option<FaceBox> {
+/// portrait's face at the usual framing) for [`find_glare`]. `[level, contrast]`
+/// (`Config::reference_glare_spot`): how washed out the spot must be (its darkest channel,
+/// 0..1, averaged and smoothed over about a face), and how much brighter than its
+/// surroundings (the median over a ring one to one and a half stand-in faces from it):
+/// glare is a highlight, a white desk or wall is bright all round.
+pub fn find_glare_spot(img: &RgbImage, [spot_level, spot_contrast]: [f32; 2]) -> Option<FaceBox> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let long = w.max(h) as f32;
     let side = SPOT_FACE * long;
@@ -69,11 +65,11 @@ pub fn find_glare_spot(img: &RgbImage) -> Option<FaceBox> {
         .map(|g| plane[g])
         .collect();
     plane.zeroize();
-    if level < SPOT_LEVEL || ring.is_empty() {
+    if level < spot_level || ring.is_empty() {
         return None;
     }
     ring.sort_by(f32::total_cmp);
-    if level - ring[ring.len() / 2] < SPOT_CONTRAST {
+    if level - ring[ring.len() / 2] < spot_contrast {
         return None;
     }
     let (cx, cy) = ((ax + 0.5) * cell, (ay + 0.5) * cell);
@@ -263,6 +259,9 @@ fn running_min(input: &[f32], out: &mut [f32], r: usize) {
 mod tests {
     use super::*;
 
+    /// The default `Config::reference_glare_spot`.
+    const SPOT: [f32; 2] = [0.85, 0.10];
+
     #[test]
     fn running_min_matches_the_naive_minimum() {
         let mut seed = 7u64;
@@ -305,14 +304,14 @@ mod tests {
 
     #[test]
     fn a_glare_spot_is_found_where_the_highlight_is_and_nowhere_else() {
-        let spot = find_glare_spot(&scene(Some((260.0, 200.0)), 110)).expect("a spot");
+        let spot = find_glare_spot(&scene(Some((260.0, 200.0)), 110), SPOT).expect("a spot");
         let (cx, cy) = (spot.x + spot.width / 2.0, spot.y + spot.height / 2.0);
         assert!((cx - 260.0).abs() < 8.0 && (cy - 200.0).abs() < 8.0, "{cx} {cy}");
         assert!((spot.width - 0.09 * 640.0).abs() < 1e-3);
         // No highlight: nothing; a white desk is bright all round, not a spot of glare.
-        assert!(find_glare_spot(&scene(None, 110)).is_none());
-        assert!(find_glare_spot(&scene(None, 250)).is_none());
-        assert!(find_glare_spot(&RgbImage::from_pixel(300, 200, image::Rgb([255, 255, 255]))).is_none());
+        assert!(find_glare_spot(&scene(None, 110), SPOT).is_none());
+        assert!(find_glare_spot(&scene(None, 250), SPOT).is_none());
+        assert!(find_glare_spot(&RgbImage::from_pixel(300, 200, image::Rgb([255, 255, 255])), SPOT).is_none());
     }
 
     fn face_photo() -> RgbImage {

@@ -961,7 +961,7 @@ impl Engine {
             if policies[i] != FacePolicy::Dominant {
                 continue;
             }
-            let Some(spot) = deglare::find_glare_spot(image) else {
+            let Some(spot) = deglare::find_glare_spot(image, self.config.reference_glare_spot) else {
                 continue;
             };
             if let Some(glare) = deglare::find_glare(image, &spot, gate) {
