@@ -260,7 +260,7 @@ mod tests {
     use super::*;
 
     /// The default `Config::reference_glare_spot`.
-    const SPOT: [f32; 2] = [0.85, 0.10];
+    const SPOT: [f32; 2] = facegate_core::Config::DEFAULT_GLARE_SPOT;
 
     #[test]
     fn running_min_matches_the_naive_minimum() {
