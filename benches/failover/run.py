@@ -174,7 +174,7 @@ def main() -> int:
               f"for {a.duration:.0f} s", flush=True)
 
         # The run: open loop, so the faults show in what clients get rather than in a slower
-        # offered rate. A pair of replicas' logs from here on only.
+        # offered rate. Only the decisions the replicas log from here on count (marks).
         marks = {i: len(decisions(log)) for i, (_, _, log) in enumerate(replicas, 1)}
         requests_log = work / "requests.csv"
         n = int(rate * a.duration) + 1

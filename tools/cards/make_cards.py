@@ -359,10 +359,9 @@ def draw_mrz(draw, ident, y, ink):
 
 FRAMINGS = ("icao", "loose")
 # Where the head (crown to chin) lies in an LFW deep-funneled photo, as fractions of its height:
-# median height 0.60 (10th-90th percentile 0.55-0.72) and centre 0.45 from the top, from
-# `facegate detect` on 200 DevTrain photos (crown to chin taken as 3.3 x the eye-to-mouth
-# distance, centred on the eye line). The generator cannot find heads itself, so other sources
-# pass their own (--head).
+# median height 0.60 (10th-90th percentile 0.55-0.72) and centre 0.45 from the top, measured
+# by measure_heads.py (`facegate detect` on 200 DevTrain photos). The generator cannot find
+# heads itself, so other sources pass their own (--head).
 LFW_HEAD = (0.60, 0.45)
 # ICAO 9303 part 3: the head is 70-80 % of a document portrait's height. Its centre sits a
 # little above the portrait's middle, leaving room for the neck and shoulders.

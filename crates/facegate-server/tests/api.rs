@@ -606,7 +606,6 @@ async fn serves_https_when_a_certificate_is_configured() {
     service.shutdown().await;
 }
 
-/// Reads until the server closes the connection (EOF or reset), giving what it sent and when.
 /// Read until the server closes `stream`; returns what it sent and the time since `start` (when
 /// the connection was opened: the server's timers start at its accept, which is later, so a
 /// lower bound on this time is sound however slowly the test itself runs).

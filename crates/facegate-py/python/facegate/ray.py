@@ -344,10 +344,11 @@ def verify_parquet(
         ray.init(address=address)
     # The read and write tasks need a CPU the actors do not hold: with every CPU reserved by
     # an actor, Ray waits for one forever.
-    cpus = ray.cluster_resources().get("CPU", 0)
+    resources = ray.cluster_resources()
+    cpus = resources.get("CPU", 0)
     if actors is None:
         if gpus_per_actor:
-            actors = max(1, int(ray.cluster_resources().get("GPU", 0) / gpus_per_actor))
+            actors = max(1, int(resources.get("GPU", 0) / gpus_per_actor))
         else:
             actors = max(1, int((cpus - 1) / max(cpus_per_actor, 1e-3)))
     if actors < 1:
