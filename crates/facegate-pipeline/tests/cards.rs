@@ -44,6 +44,17 @@ fn expected_box(engine: &Engine, source: &str, h: &serde_json::Value) -> [f64; 4
     [min(xs), min(ys), max(xs), max(ys)]
 }
 
+/// The detector's five points on the plain source photo (the largest face).
+fn source_points(engine: &Engine, source: &str) -> [[f64; 2]; 5] {
+    let img = decode(&read(&data(source)), u64::MAX).unwrap();
+    let found = engine.detect(&[&img]).remove(0);
+    let best = found
+        .iter()
+        .max_by(|a, b| a.face.width.total_cmp(&b.face.width))
+        .unwrap();
+    best.points.expect("MTCNN gives five points")
+}
+
 fn iou(a: [f64; 4], b: FaceBox) -> f64 {
     let b = [b.x as f64, b.y as f64, (b.x + b.width) as f64, (b.y + b.height) as f64];
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
@@ -78,6 +89,20 @@ fn the_main_portrait_is_found_past_its_ghost_at_every_turn() {
             "{name}: IoU {overlap:.3}, {:?} against {want:?}",
             face.face
         );
+        // The five landmarks come back in the card photo's own pixels, turned or not: the
+        // detector's points on the plain photo, carried by the homography, within a quarter of
+        // the eyes' distance (a print this small moves them by up to about a tenth; a turn
+        // mapped back wrongly, or the eyes swapped, moves them by the whole distance).
+        let want_points = source_points(&engine, "face-a.png").map(|p| apply(&t["H"], p));
+        let eyes = (want_points[1][0] - want_points[0][0]).hypot(want_points[1][1] - want_points[0][1]);
+        assert_eq!(face.landmarks.len(), 5, "{name}");
+        for (got, want) in face.landmarks.iter().zip(want_points) {
+            let off = (got[0] as f64 - want[0]).hypot(got[1] as f64 - want[1]);
+            assert!(
+                off < 0.25 * eyes,
+                "{name}: {got:?} against {want:?} ({eyes:.1} px between the eyes)"
+            );
+        }
         // Turned back upright: the card's turn and ours make a whole one.
         let card_turn = t["labels"]["rotation"].as_u64().unwrap() as u16;
         assert_eq!(

@@ -84,7 +84,7 @@ enum Command {
         /// Photos (JPEG, PNG or WebP), one descriptor each.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// One JSON object per photo (descriptor, face box, quality, refusal) on stdout.
+        /// One JSON object per photo (descriptor, face box, landmarks, quality, refusal) on stdout.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -262,6 +262,7 @@ fn run(cli: Cli) -> Result<()> {
                 if json {
                     let v = serde_json::json!({
                         "image": path, "descriptor": descriptor, "face": face.as_ref().ok().map(|f| f.face),
+                        "landmarks": face.as_ref().ok().map(|f| &f.landmarks),
                         "sharpness": face.as_ref().ok().map(|f| f.sharpness),
                         "yaw": face.as_ref().ok().map(|f| f.yaw),
                         "rotation": face.as_ref().ok().map(|f| f.rotation),

@@ -110,6 +110,16 @@ fn evaluation_report_matches_an_independent_computation() {
                 name.as_str(),
                 f["width"].as_f64().unwrap().min(f["height"].as_f64().unwrap()),
             );
+            // Its five landmarks, in the photo's pixels: inside the face's box.
+            let points = e["landmarks"].as_array().expect("landmarks with a face");
+            assert_eq!(points.len(), 5, "{name}");
+            let (x, y) = (f["x"].as_f64().unwrap(), f["y"].as_f64().unwrap());
+            for p in points {
+                let (px, py) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+                let inside =
+                    px > x && px < x + f["width"].as_f64().unwrap() && py > y && py < y + f["height"].as_f64().unwrap();
+                assert!(inside, "{name}: {p} outside {f}");
+            }
         }
     }
     let failed = names.len() - templates.len();
