@@ -83,6 +83,7 @@ def test_embed_matches_the_command(engine):
             assert got.refusals[i] is None
             assert np.abs(got.descriptors[i] - np.array(w["descriptor"], dtype=np.float32)).max() <= 1e-6
             assert got.faces[i]["face"] == w["face"]
+            assert got.faces[i]["landmarks"] == w["landmarks"]
             assert got.faces[i]["rotation"] == w["rotation"]
 
 

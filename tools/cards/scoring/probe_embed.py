@@ -10,29 +10,15 @@ from PIL import Image
 import onnxruntime as ort
 from scipy.ndimage import gaussian_filter
 
-ARC = np.array([(38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366),
-                (41.5493, 92.3655), (70.7299, 92.2041)])
 MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../models/faceplugin-mobilefacenet-512/fr_feature.onnx")
-
-
-def similarity(src, dst):
-    """Least-squares similarity src -> dst (Umeyama without reflection)."""
-    ms, md = src.mean(0), dst.mean(0)
-    s0, d0 = src - ms, dst - md
-    cov = d0.T @ s0 / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    dd = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        dd[1] = -1
-    r = u @ np.diag(dd) @ vt
-    var = (s0 ** 2).sum() / len(src)
-    c = (sig * dd).sum() / var
-    t = md - c * r @ ms
-    return c * r, t
+# The template and the Umeyama fit of the Rust parity references.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../onnx"))
+from fr_feature_reference import ARCFACE as ARC, umeyama  # noqa: E402
 
 
 def warp(img, pts, size=112):
-    a, t = similarity(pts, ARC * size / 112)
+    m = umeyama(pts, ARC * size / 112)
+    a, t = m[:, :2], m[:, 2]
     inv = np.linalg.inv(a)
     scale = np.sqrt(abs(np.linalg.det(inv)))
     n = max(1, int(np.ceil(scale)))
