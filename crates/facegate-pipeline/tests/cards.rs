@@ -7,7 +7,7 @@ mod common;
 
 use common::{data, engine, read};
 use facegate_core::{Config, FaceBox, Rejection, cosine_similarity};
-use facegate_pipeline::{DeviceChoice, Engine, FacePolicy, decode};
+use facegate_pipeline::{Detected, DeviceChoice, Engine, FacePolicy, decode};
 
 /// The generator's record of a card photo: the homography from the source photo's pixels to
 /// the card photo's, and its conditions.
@@ -25,16 +25,24 @@ fn apply(h: &serde_json::Value, [x, y]: [f64; 2]) -> [f64; 2] {
     ]
 }
 
+/// The largest face the detector finds on the plain source photo.
+fn source_face(engine: &Engine, source: &str) -> Detected {
+    let img = decode(&read(&data(source)), u64::MAX).unwrap();
+    let found = engine.detect(&[&img]).remove(0);
+    found
+        .into_iter()
+        .max_by(|a, b| a.face.width.total_cmp(&b.face.width))
+        .unwrap()
+}
+
 /// The face box the detector draws on the plain source photo, carried into the card photo by
 /// the generator's homography: the box the card's portrait should give.
 fn expected_box(engine: &Engine, source: &str, h: &serde_json::Value) -> [f64; 4] {
-    let img = decode(&read(&data(source)), u64::MAX).unwrap();
-    let found = engine.detect(&[&img]).remove(0);
-    let b = found
-        .iter()
-        .max_by(|a, b| a.face.width.total_cmp(&b.face.width))
-        .unwrap()
-        .face;
+    box_in_card(&source_face(engine, source), h)
+}
+
+fn box_in_card(source: &Detected, h: &serde_json::Value) -> [f64; 4] {
+    let b = source.face;
     let (x0, y0, x1, y1) = (b.x as f64, b.y as f64, (b.x + b.width) as f64, (b.y + b.height) as f64);
     let corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]].map(|p| apply(h, p));
     let xs = corners.map(|p| p[0]);
@@ -42,17 +50,6 @@ fn expected_box(engine: &Engine, source: &str, h: &serde_json::Value) -> [f64; 4
     let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
     let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
     [min(xs), min(ys), max(xs), max(ys)]
-}
-
-/// The detector's five points on the plain source photo (the largest face).
-fn source_points(engine: &Engine, source: &str) -> [[f64; 2]; 5] {
-    let img = decode(&read(&data(source)), u64::MAX).unwrap();
-    let found = engine.detect(&[&img]).remove(0);
-    let best = found
-        .iter()
-        .max_by(|a, b| a.face.width.total_cmp(&b.face.width))
-        .unwrap();
-    best.points.expect("MTCNN gives five points")
 }
 
 fn iou(a: [f64; 4], b: FaceBox) -> f64 {
@@ -72,6 +69,8 @@ fn the_main_portrait_is_found_past_its_ghost_at_every_turn() {
         .items
         .remove(0)
         .unwrap();
+    let source = source_face(&engine, "face-a.png");
+    let source_points = source.points.expect("MTCNN gives five points");
     for name in ["card-a-ghost", "card-a-rot90", "card-a-rot180", "card-a-rot270"] {
         let t = truth(name);
         assert_eq!(t["labels"]["ghost"], "yes", "{name}");
@@ -82,7 +81,7 @@ fn the_main_portrait_is_found_past_its_ghost_at_every_turn() {
             .remove(0)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         // Where the generator printed the portrait's face, not the ghost's.
-        let want = expected_box(&engine, "face-a.png", &t["H"]);
+        let want = box_in_card(&source, &t["H"]);
         let overlap = iou(want, face.face);
         assert!(
             overlap >= 0.8,
@@ -93,7 +92,7 @@ fn the_main_portrait_is_found_past_its_ghost_at_every_turn() {
         // detector's points on the plain photo, carried by the homography, within a quarter of
         // the eyes' distance (a print this small moves them by up to about a tenth; a turn
         // mapped back wrongly, or the eyes swapped, moves them by the whole distance).
-        let want_points = source_points(&engine, "face-a.png").map(|p| apply(&t["H"], p));
+        let want_points = source_points.map(|p| apply(&t["H"], p));
         let eyes = (want_points[1][0] - want_points[0][0]).hypot(want_points[1][1] - want_points[0][1]);
         assert_eq!(face.landmarks.len(), 5, "{name}");
         for (got, want) in face.landmarks.iter().zip(want_points) {

@@ -4,11 +4,13 @@ matching). Alignment as the engine's: least-squares similarity onto the ArcFace 
 template, bilinear with n x n supersampling when shrinking, BGR, (x - 127) / 128.
 
 usage: probe_embed.py EMBED.jsonl OUT.npz SIGMA[,SIGMA...]   (sigma in crop pixels, 0 = none)"""
-import os, sys, json
+import os, sys
 import numpy as np
 from PIL import Image
 import onnxruntime as ort
 from scipy.ndimage import gaussian_filter
+
+from common import load_jsonl
 
 MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../models/faceplugin-mobilefacenet-512/fr_feature.onnx")
 # The template and the Umeyama fit of the Rust parity references.
@@ -54,31 +56,25 @@ class Embedder:
     def __call__(self, crops):
         x = np.stack([c[..., ::-1].transpose(2, 0, 1) for c in crops]).astype(np.float32)
         x = (x - 127.0) * 0.0078125
+        # The graph fixes its batch at 1.
         return np.concatenate([self.s.run(None, {self.name: x[i:i + 1]})[0] for i in range(len(x))])
 
 
-def crops_for(path, landmarks, sigmas):
-    img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
-    c = warp(img, np.asarray(landmarks, dtype=np.float64))
-    out = []
-    for s in sigmas:
-        out.append(gaussian_filter(c, (s, s, 0)) if s > 0 else c)
-    return out
+def faces(embedded_jsonl):
+    """(path, RGB pixels as f64, five landmarks) of each photo in which the engine found a face."""
+    for path, v in load_jsonl(embedded_jsonl).items():
+        if v["landmarks"] is not None:
+            img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+            yield path, img, np.asarray(v["landmarks"], dtype=np.float64)
 
 
 if __name__ == "__main__":
-    # usage: probe_embed.py facegate-embed.jsonl out.npz sigma,sigma,...
     src, dst, sig = sys.argv[1], sys.argv[2], [float(v) for v in sys.argv[3].split(",")]
     e = Embedder()
     names, embs = [], []
-    for ln in open(src):
-        if not ln.startswith("{"):
-            continue
-        v = json.loads(ln)
-        if v["landmarks"] is None:
-            continue
-        cs = crops_for(v["image"], v["landmarks"], sig)
-        embs.append(e(cs))
-        names.append(v["image"])
+    for path, img, pts in faces(src):
+        c = warp(img, pts)
+        embs.append(e([gaussian_filter(c, (s, s, 0)) if s > 0 else c for s in sig]))
+        names.append(path)
     np.savez(dst, names=np.array(names), sigmas=np.array(sig), embs=np.stack(embs))
-    print(len(names), "probes")
+    print(len(names), "photos")
