@@ -3,28 +3,19 @@ The metrics follow `facegate eval` (crates/facegate-eval/src/rates.rs): best acc
 all listed pairs with a refused photo counted as an error; the threshold at a target FMR just
 above the impostor score that would be one false match too many; FNMR over genuine pairs with
 two templates, FRR with refusals counted as rejections."""
-import json, os
+import json, os, sys
 import numpy as np
+
+# The generator's own LFW pair reader and paths.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import make_cards  # noqa: E402
+from make_cards import read_pairs  # noqa: E402
 
 LFW = os.path.abspath(os.environ.get("LFW", os.path.join(os.path.dirname(__file__), "../../../../shared/data/lfw-view1/lfw-deepfunneled")))
 
 
-def read_lfw_pairs(path):
-    """(probe person, probe number, reference person, reference number, same) per pair."""
-    rows = []
-    with open(path) as fh:
-        lines = fh.read().split("\n")[1:]
-    for ln in lines:
-        p = ln.split("\t")
-        if len(p) == 3:
-            rows.append((p[0], int(p[1]), p[0], int(p[2]), 1))
-        elif len(p) == 4:
-            rows.append((p[0], int(p[1]), p[2], int(p[3]), 0))
-    return rows
-
-
 def lfw_path(name, i):
-    return os.path.join(LFW, name, "%s_%04d.jpg" % (name, i))
+    return make_cards.lfw_path(LFW, name, i)
 
 
 def card_path(cards_dir, name, i):
@@ -82,7 +73,7 @@ class Comparisons:
 
     def __init__(self, pairs_file, cards_dir, cards=None):
         rows = [(lfw_path(pn, i), pn, card_path(cards_dir, rn, j), rn, same)
-                for pn, i, rn, j, same in read_lfw_pairs(pairs_file)]
+                for pn, i, rn, j, same in read_pairs(pairs_file)]
         if cards is not None:  # only the pairs whose card was embedded
             rows = [r for r in rows if r[2] in cards]
         self.rows = rows
