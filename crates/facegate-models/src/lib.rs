@@ -29,6 +29,11 @@ pub enum ModelError {
     MissingWeight(String),
     #[error("model registry: {0}")]
     Registry(String),
+    #[error("layer `{layer}`: {error}")]
+    Layer {
+        layer: String,
+        error: facegate_conv::BadLayer,
+    },
     #[error("weight `{name}` has shape {found:?}, the architecture needs {expected:?}")]
     WeightShape {
         name: String,

@@ -6,14 +6,13 @@
 //! Inputs are NCHW RGB already normalised as `(x − 127.5) / 128`; the staged detector that
 //! builds the image pyramid and the crops lives in `facegate-pipeline`.
 
-use burn::nn::PaddingConfig2d;
-use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use facegate_conv::{Activation, Conv2d};
 
 use crate::ModelError;
-use crate::weights::{Weights, conv2d};
+use crate::weights::{Weights, fused_conv2d};
 
 /// P-Net's receptive field: one output cell scores a 12×12 window.
 pub const PNET_CELL: usize = 12;
@@ -22,16 +21,22 @@ pub const PNET_STRIDE: usize = 2;
 pub const RNET_SIZE: usize = 24;
 pub const ONET_SIZE: usize = 48;
 
-/// A convolution from PyTorch's `{name}.weight` (OIHW) and `{name}.bias`, VALID, stride 1.
-fn conv(w: &Weights, name: &str, device: &Device) -> Result<Conv2d, ModelError> {
+/// A convolution from PyTorch's `{name}.weight` (OIHW) and `{name}.bias`, VALID, stride 1,
+/// with the `nn.PReLU(C)` named `prelu` after it fused in (`None`: nothing after it).
+fn conv(w: &Weights, name: &str, prelu: Option<&str>, device: &Device) -> Result<Conv2d, ModelError> {
     let weight = format!("{name}.weight");
     let shape = w.shape4(&weight)?;
     let kernel = w.get(&weight, &shape)?.to_vec();
     let bias = w.get(&format!("{name}.bias"), &[shape[0]])?.to_vec();
-    Ok(conv2d(kernel, shape, Some(bias), 1, PaddingConfig2d::Valid, 1, device))
+    let activation = match prelu {
+        Some(p) => Activation::PRelu(w.get(&format!("{p}.weight"), &[shape[0]])?.to_vec()),
+        None => Activation::Identity,
+    };
+    fused_conv2d(name, kernel, shape, Some(bias), 1, [(0, 0); 2], activation, device)
 }
 
 /// PyTorch's `nn.PReLU(C)`: `max(0, x) + a·min(0, x)` with one slope per channel (axis 1).
+/// Only the dense layers' PReLUs are separate; the convolutions' are fused into them.
 #[derive(Debug)]
 pub struct PRelu {
     weight: Tensor<1>,
@@ -47,8 +52,6 @@ impl PRelu {
     }
 
     fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        // burn's own PReLU (slopes along axis 1): a backend may fuse it, and flex's three
-        // passes beat the four of max(0, x) + a·min(0, x).
         burn::tensor::activation::prelu(x, self.weight.clone())
     }
 }
@@ -97,13 +100,11 @@ fn flatten_whc(x: Tensor<4>) -> Tensor<2> {
 /// The proposal network: fully convolutional, one 12×12 window per output cell at stride 2.
 #[derive(Debug)]
 pub struct PNet {
+    /// `conv1` then `prelu1`, fused; the same for the other `conv{i}` + `prelu{i}`.
     conv1: Conv2d,
-    prelu1: PRelu,
     pool1: MaxPool2d,
     conv2: Conv2d,
-    prelu2: PRelu,
     conv3: Conv2d,
-    prelu3: PRelu,
     conv4_1: Conv2d,
     conv4_2: Conv2d,
 }
@@ -111,23 +112,20 @@ pub struct PNet {
 impl PNet {
     pub fn load(w: &Weights, device: &Device) -> Result<Self, ModelError> {
         Ok(Self {
-            conv1: conv(w, "conv1", device)?,
-            prelu1: PRelu::load(w, "prelu1", device)?,
+            conv1: conv(w, "conv1", Some("prelu1"), device)?,
             pool1: pool(2),
-            conv2: conv(w, "conv2", device)?,
-            prelu2: PRelu::load(w, "prelu2", device)?,
-            conv3: conv(w, "conv3", device)?,
-            prelu3: PRelu::load(w, "prelu3", device)?,
-            conv4_1: conv(w, "conv4_1", device)?,
-            conv4_2: conv(w, "conv4_2", device)?,
+            conv2: conv(w, "conv2", Some("prelu2"), device)?,
+            conv3: conv(w, "conv3", Some("prelu3"), device)?,
+            conv4_1: conv(w, "conv4_1", None, device)?,
+            conv4_2: conv(w, "conv4_2", None, device)?,
         })
     }
 
     /// `(regression [N, 4, H', W'], softmax [N, 2, H', W'])`.
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let x = self.pool1.forward(self.prelu1.forward(self.conv1.forward(x)));
-        let x = self.prelu2.forward(self.conv2.forward(x));
-        let x = self.prelu3.forward(self.conv3.forward(x));
+        let x = self.pool1.forward(self.conv1.forward(x));
+        let x = self.conv2.forward(x);
+        let x = self.conv3.forward(x);
         (self.conv4_2.forward(x.clone()), softmax(self.conv4_1.forward(x), 1))
     }
 }
@@ -135,14 +133,12 @@ impl PNet {
 /// The refinement network on 24×24 candidates.
 #[derive(Debug)]
 pub struct RNet {
+    /// `conv{i}` then `prelu{i}`, fused.
     conv1: Conv2d,
-    prelu1: PRelu,
     pool1: MaxPool2d,
     conv2: Conv2d,
-    prelu2: PRelu,
     pool2: MaxPool2d,
     conv3: Conv2d,
-    prelu3: PRelu,
     dense4: Dense,
     prelu4: PRelu,
     dense5_1: Dense,
@@ -152,14 +148,11 @@ pub struct RNet {
 impl RNet {
     pub fn load(w: &Weights, device: &Device) -> Result<Self, ModelError> {
         Ok(Self {
-            conv1: conv(w, "conv1", device)?,
-            prelu1: PRelu::load(w, "prelu1", device)?,
+            conv1: conv(w, "conv1", Some("prelu1"), device)?,
             pool1: pool(3),
-            conv2: conv(w, "conv2", device)?,
-            prelu2: PRelu::load(w, "prelu2", device)?,
+            conv2: conv(w, "conv2", Some("prelu2"), device)?,
             pool2: pool(3),
-            conv3: conv(w, "conv3", device)?,
-            prelu3: PRelu::load(w, "prelu3", device)?,
+            conv3: conv(w, "conv3", Some("prelu3"), device)?,
             dense4: Dense::load(w, "dense4", device)?,
             prelu4: PRelu::load(w, "prelu4", device)?,
             dense5_1: Dense::load(w, "dense5_1", device)?,
@@ -169,9 +162,9 @@ impl RNet {
 
     /// `(regression [N, 4], softmax [N, 2])`.
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let x = self.pool1.forward(self.prelu1.forward(self.conv1.forward(x)));
-        let x = self.pool2.forward(self.prelu2.forward(self.conv2.forward(x)));
-        let x = self.prelu3.forward(self.conv3.forward(x));
+        let x = self.pool1.forward(self.conv1.forward(x));
+        let x = self.pool2.forward(self.conv2.forward(x));
+        let x = self.conv3.forward(x);
         let x = self.prelu4.forward(self.dense4.forward(flatten_whc(x)));
         (self.dense5_2.forward(x.clone()), softmax(self.dense5_1.forward(x), 1))
     }
@@ -180,17 +173,14 @@ impl RNet {
 /// The output network on 48×48 candidates: final boxes and the five landmarks.
 #[derive(Debug)]
 pub struct ONet {
+    /// `conv{i}` then `prelu{i}`, fused.
     conv1: Conv2d,
-    prelu1: PRelu,
     pool1: MaxPool2d,
     conv2: Conv2d,
-    prelu2: PRelu,
     pool2: MaxPool2d,
     conv3: Conv2d,
-    prelu3: PRelu,
     pool3: MaxPool2d,
     conv4: Conv2d,
-    prelu4: PRelu,
     dense5: Dense,
     prelu5: PRelu,
     dense6_1: Dense,
@@ -201,17 +191,13 @@ pub struct ONet {
 impl ONet {
     pub fn load(w: &Weights, device: &Device) -> Result<Self, ModelError> {
         Ok(Self {
-            conv1: conv(w, "conv1", device)?,
-            prelu1: PRelu::load(w, "prelu1", device)?,
+            conv1: conv(w, "conv1", Some("prelu1"), device)?,
             pool1: pool(3),
-            conv2: conv(w, "conv2", device)?,
-            prelu2: PRelu::load(w, "prelu2", device)?,
+            conv2: conv(w, "conv2", Some("prelu2"), device)?,
             pool2: pool(3),
-            conv3: conv(w, "conv3", device)?,
-            prelu3: PRelu::load(w, "prelu3", device)?,
+            conv3: conv(w, "conv3", Some("prelu3"), device)?,
             pool3: pool(2),
-            conv4: conv(w, "conv4", device)?,
-            prelu4: PRelu::load(w, "prelu4", device)?,
+            conv4: conv(w, "conv4", Some("prelu4"), device)?,
             dense5: Dense::load(w, "dense5", device)?,
             prelu5: PRelu::load(w, "prelu5", device)?,
             dense6_1: Dense::load(w, "dense6_1", device)?,
@@ -222,10 +208,10 @@ impl ONet {
 
     /// `(regression [N, 4], landmarks [N, 10] (x1..x5, y1..y5 in the box), softmax [N, 2])`.
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-        let x = self.pool1.forward(self.prelu1.forward(self.conv1.forward(x)));
-        let x = self.pool2.forward(self.prelu2.forward(self.conv2.forward(x)));
-        let x = self.pool3.forward(self.prelu3.forward(self.conv3.forward(x)));
-        let x = self.prelu4.forward(self.conv4.forward(x));
+        let x = self.pool1.forward(self.conv1.forward(x));
+        let x = self.pool2.forward(self.conv2.forward(x));
+        let x = self.pool3.forward(self.conv3.forward(x));
+        let x = self.conv4.forward(x);
         let x = self.prelu5.forward(self.dense5.forward(flatten_whc(x)));
         (
             self.dense6_2.forward(x.clone()),

@@ -5,21 +5,26 @@
 //! is dlib's `con` + `affine` (folded batch norm): conv + bias, then × scale + offset; we fold
 //! the affine into the conv at load time, which is the same function with one op per layer.
 
-use burn::nn::PaddingConfig2d;
-use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::ModelError;
-use crate::weights::{Weights, conv2d, hwio_to_oihw};
+use facegate_conv::{Activation, Conv2d};
+
+use crate::weights::{Weights, fused_conv2d, hwio_to_oihw};
+
+/// dlib's zero padding of 1 on every side (its `con<…,3,3,1,1>` layers).
+const PAD1: [(usize, usize); 2] = [(1, 1); 2];
+const VALID: [(usize, usize); 2] = [(0, 0); 2];
 
 pub const INPUT_SIZE: usize = 150;
 pub const DESCRIPTOR_LEN: usize = 128;
 /// Per-channel RGB means subtracted before dividing by 255 (face-api `FaceRecognitionNet`).
 pub const MEAN_RGB: [f32; 3] = [122.782, 117.001, 104.298];
 
-/// `conv(x) + bias`, then `* scale/weights + scale/biases`, folded into one convolution.
+/// `conv(x) + bias`, then `* scale/weights + scale/biases`, folded into one convolution, with
+/// the ReLU after it (when there is one) fused in.
 #[derive(Debug)]
 pub struct ConvLayer {
     conv: Conv2d,
@@ -30,7 +35,8 @@ impl ConvLayer {
         w: &Weights,
         prefix: &str,
         stride: usize,
-        padding: PaddingConfig2d,
+        padding: [(usize, usize); 2],
+        activation: Activation,
         device: &Device,
     ) -> Result<Self, ModelError> {
         let filters = format!("{prefix}/conv/filters");
@@ -49,15 +55,16 @@ impl ConvLayer {
         let folded_bias = (0..cout)
             .map(|o| (bias[o] as f64 * scale[o] as f64 + offset[o] as f64) as f32)
             .collect();
-        let conv = conv2d(
+        let conv = fused_conv2d(
+            prefix,
             folded,
             [cout, shape[2], shape[0], shape[1]],
             Some(folded_bias),
             stride,
             padding,
-            1,
+            activation,
             device,
-        );
+        )?;
         Ok(Self { conv })
     }
 
@@ -75,15 +82,15 @@ pub struct Residual {
 
 impl Residual {
     fn load(w: &Weights, prefix: &str, device: &Device) -> Result<Self, ModelError> {
-        let same = || PaddingConfig2d::Explicit(1, 1, 1, 1);
         Ok(Self {
-            conv1: ConvLayer::load(w, &format!("{prefix}/conv1"), 1, same(), device)?,
-            conv2: ConvLayer::load(w, &format!("{prefix}/conv2"), 1, same(), device)?,
+            conv1: ConvLayer::load(w, &format!("{prefix}/conv1"), 1, PAD1, Activation::Relu, device)?,
+            conv2: ConvLayer::load(w, &format!("{prefix}/conv2"), 1, PAD1, Activation::Identity, device)?,
         })
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = self.conv2.forward(relu(self.conv1.forward(x.clone())));
+        // conv1's ReLU is fused into it.
+        let out = self.conv2.forward(self.conv1.forward(x.clone()));
         relu(out + x)
     }
 }
@@ -102,20 +109,14 @@ pub struct ResidualDown {
 impl ResidualDown {
     fn load(w: &Weights, prefix: &str, device: &Device) -> Result<Self, ModelError> {
         Ok(Self {
-            conv1: ConvLayer::load(w, &format!("{prefix}/conv1"), 2, PaddingConfig2d::Valid, device)?,
-            conv2: ConvLayer::load(
-                w,
-                &format!("{prefix}/conv2"),
-                1,
-                PaddingConfig2d::Explicit(1, 1, 1, 1),
-                device,
-            )?,
+            conv1: ConvLayer::load(w, &format!("{prefix}/conv1"), 2, VALID, Activation::Relu, device)?,
+            conv2: ConvLayer::load(w, &format!("{prefix}/conv2"), 1, PAD1, Activation::Identity, device)?,
             pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
         })
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut out = self.conv2.forward(relu(self.conv1.forward(x.clone())));
+        let mut out = self.conv2.forward(self.conv1.forward(x.clone()));
         let mut pooled = self.pool.forward(x);
         let [_, c_out, h_out, w_out] = out.dims();
         let [n, c_in, h_in, w_in] = pooled.dims();
@@ -160,7 +161,7 @@ impl FaceRecognitionNet {
         let r = |p: &str| Residual::load(w, p, device);
         let d = |p: &str| ResidualDown::load(w, p, device);
         Ok(Self {
-            conv32_down: ConvLayer::load(w, "conv32_down", 2, PaddingConfig2d::Valid, device)?,
+            conv32_down: ConvLayer::load(w, "conv32_down", 2, VALID, Activation::Relu, device)?,
             max_pool: MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init(),
             conv32_1: r("conv32_1")?,
             conv32_2: r("conv32_2")?,
@@ -191,7 +192,7 @@ impl FaceRecognitionNet {
     /// `[N, 3, 150, 150]` RGB in 0..255 → `[N, 128]` descriptors (not normalised).
     pub fn forward(&self, rgb: Tensor<4>) -> Tensor<2> {
         let x = (rgb - self.mean_rgb.clone()) / self.input_divisor;
-        let x = relu(self.conv32_down.forward(x));
+        let x = self.conv32_down.forward(x);
         let x = self.max_pool.forward(x);
         let x = self.conv32_3.forward(self.conv32_2.forward(self.conv32_1.forward(x)));
         let x = self.conv64_down.forward(x);

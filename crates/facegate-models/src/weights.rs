@@ -17,6 +17,35 @@ pub struct Weights {
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
+/// A convolution with the activation after it fused in (`facegate-conv`: our kernel on the CPU
+/// device, burn's convolution elsewhere). `padding`: `[(top, bottom), (left, right)]`.
+#[allow(clippy::too_many_arguments)]
+pub fn fused_conv2d(
+    layer: &str,
+    weight_oihw: Vec<f32>,
+    shape_oihw: [usize; 4],
+    bias: Option<Vec<f32>>,
+    stride: usize,
+    padding: [(usize, usize); 2],
+    activation: facegate_conv::Activation,
+    device: &Device,
+) -> Result<facegate_conv::Conv2d, ModelError> {
+    let [out_channels, per_group, kh, kw] = shape_oihw;
+    let geometry = facegate_conv::ConvGeometry {
+        out_channels,
+        in_channels: per_group,
+        kernel: [kh, kw],
+        stride: [stride, stride],
+        dilation: [1, 1],
+        padding,
+        groups: 1,
+    };
+    facegate_conv::Conv2d::new(geometry, weight_oihw, bias, activation, device).map_err(|error| ModelError::Layer {
+        layer: layer.to_string(),
+        error,
+    })
+}
+
 impl Weights {
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self, ModelError> {
         let tensors = facegate_tfjs::from_safetensors(bytes)?

@@ -2,7 +2,8 @@
 //! folding) and turned, once, into a list of steps over burn tensor ops with the weights
 //! already on the device; running it is a walk down that list. Any burn device works (flex on
 //! the CPU, wgpu on a GPU or lavapipe), and the batch dimension is free even where the exporter
-//! fixed it at 1.
+//! fixed it at 1. Convolutions, with the batch norm and Relu/PRelu after them folded in, run on
+//! `facegate-conv` (our kernel on the CPU device).
 //!
 //! Everything that can be refused is refused at load, with the node's name: an operator we do
 //! not run, a rank above 4, a shape computed from tensor data. Running never meets an unknown
@@ -107,6 +108,7 @@ pub struct OnnxNet {
     /// After step `i`, the slots no later step reads (freed so memory follows the live set).
     free_after: Vec<Vec<usize>>,
     folded_batch_norms: usize,
+    fused_activations: usize,
     device: Device,
 }
 
@@ -132,6 +134,11 @@ impl OnnxNet {
     /// How many batch norms were folded into the convolution before them.
     pub fn folded_batch_norms(&self) -> usize {
         self.folded_batch_norms
+    }
+
+    /// How many Relu and PRelu nodes run inside the convolution before them.
+    pub fn fused_activations(&self) -> usize {
+        self.fused_activations
     }
 
     pub fn device(&self) -> &Device {

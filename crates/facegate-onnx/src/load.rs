@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use burn::prelude::*;
+use facegate_conv::{Activation, Conv2d, ConvGeometry};
 use onnx_ir::node::pad::{ConstantValueInput, PadInput, PadMode as OnnxPadMode};
 use onnx_ir::node::padding::{AutoPad, PaddingConfig2d as OnnxPadding};
 use onnx_ir::node::reduce::ReduceAxes;
@@ -119,13 +120,41 @@ pub(crate) fn load(bytes: &[u8], device: &Device) -> Result<OnnxNet, OnnxError> 
             }
         }
     }
-    let skipped: Vec<&str> = folded.values().map(|bn| bn.name.as_str()).collect();
+    // A Relu or PRelu (one constant slope per channel, or one for all) right after a
+    // convolution, or after the batch norm folded into one, runs inside it (facegate-conv).
+    let mut fused: HashMap<String, &Node> = HashMap::new();
+    for node in &graph.nodes {
+        let x = match node {
+            Node::Relu(n) => &n.inputs[0],
+            Node::PRelu(n) if n.inputs.get(1).is_some_and(|s| s.value().is_some()) => &n.inputs[0],
+            _ => continue,
+        };
+        if consumers.get(x.name.as_str()) != Some(&1) {
+            continue;
+        }
+        let conv = match producers.get(x.name.as_str()) {
+            Some(Node::Conv2d(conv)) => Some(conv.name.clone()),
+            Some(Node::BatchNormalization(bn)) => folded
+                .iter()
+                .find(|(_, f)| f.name == bn.name)
+                .map(|(conv, _)| conv.clone()),
+            _ => None,
+        };
+        if let Some(conv) = conv {
+            fused.insert(conv, node);
+        }
+    }
+    let skipped: Vec<&str> = folded
+        .values()
+        .map(|bn| bn.name.as_str())
+        .chain(fused.values().map(|n| n.name()))
+        .collect();
 
     for node in &graph.nodes {
         if skipped.contains(&node.name()) {
             continue;
         }
-        b.node(node, folded.get(node.name()).copied())?;
+        b.node(node, folded.get(node.name()).copied(), fused.get(node.name()).copied())?;
     }
     // onnx-ir renames arguments; outputs keep the file's names, by position.
     let outputs = graph
@@ -170,7 +199,8 @@ pub(crate) fn load(bytes: &[u8], device: &Device) -> Result<OnnxNet, OnnxError> 
         outputs,
         slots: b.next,
         free_after,
-        folded_batch_norms: skipped.len(),
+        folded_batch_norms: folded.len(),
+        fused_activations: fused.len(),
         device: device.clone(),
     })
 }
@@ -351,6 +381,7 @@ impl Builder {
         &mut self,
         node: &Node,
         bn: Option<&onnx_ir::node::batch_norm::BatchNormalizationNode>,
+        activation: Option<&Node>,
     ) -> Result<(), OnnxError> {
         let name = node.name();
         let ins: Vec<&Argument> = node.inputs().iter().collect();
@@ -378,19 +409,39 @@ impl Builder {
                     }
                     out_arg = bn.outputs[0].clone();
                 }
-                let weight = Tensor::from_data(
-                    TensorData::new(w, [shape[0], shape[1], shape[2], shape[3]]),
-                    &self.device,
-                );
-                let bias = Tensor::from_data(TensorData::new(bias, [cout]), &self.device);
-                let op = Op::Conv {
-                    weight,
-                    bias,
+                let fused = match activation {
+                    Some(Node::Relu(n)) => {
+                        out_arg = n.outputs[0].clone();
+                        Activation::Relu
+                    }
+                    Some(Node::PRelu(n)) => {
+                        let (slope, _) = floats(n.name.as_str(), &n.inputs[1])?;
+                        out_arg = n.outputs[0].clone();
+                        match slope.len() {
+                            1 => Activation::PRelu(vec![slope[0]; cout]),
+                            l if l == cout => Activation::PRelu(slope),
+                            l => return Err(err(&n.name, format!("{l} slopes for {cout} channels"))),
+                        }
+                    }
+                    _ => Activation::Identity,
+                };
+                let pads = pads_2d(&c.config.padding, &c.config.auto_pad);
+                let geometry = ConvGeometry {
+                    out_channels: cout,
+                    in_channels: shape[1] * c.config.groups,
+                    kernel: [shape[2], shape[3]],
                     stride: c.config.stride,
                     dilation: c.config.dilation,
+                    // SAME pads depend on the input and are given per run.
+                    padding: match pads {
+                        Pads::Explicit(p) => p,
+                        Pads::Same { .. } => [(0, 0); 2],
+                    },
                     groups: c.config.groups,
-                    pads: pads_2d(&c.config.padding, &c.config.auto_pad),
                 };
+                let conv =
+                    Conv2d::new(geometry, w, Some(bias), fused, &self.device).map_err(|e| err(name, e.to_string()))?;
+                let op = Op::Conv { conv, pads };
                 let input = self.operand(name, ins[0])?;
                 let output = self.slot(&out_arg.name);
                 self.steps.push(Step {

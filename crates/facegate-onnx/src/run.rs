@@ -3,8 +3,9 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu, sigmoid, softmax};
-use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions, PadMode};
+use burn::tensor::module::{avg_pool2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions, PadMode};
+use facegate_conv::Conv2d;
 
 use crate::{Dense, OnnxError, OnnxNet, phys_axis, physical};
 
@@ -58,12 +59,9 @@ pub(crate) enum Reduce {
 
 #[derive(Debug)]
 pub(crate) enum Op {
+    /// A convolution, with the batch norm and the Relu or PRelu after it when they fold in.
     Conv {
-        weight: Tensor<4>,
-        bias: Tensor<1>,
-        stride: [usize; 2],
-        dilation: [usize; 2],
-        groups: usize,
+        conv: Conv2d,
         pads: Pads,
     },
     /// An unfolded batch norm: x · scale + shift per channel.
@@ -140,10 +138,23 @@ pub(crate) fn run(net: &OnnxNet, input: Dense) -> Result<Vec<Dense>, OnnxError> 
             .iter()
             .map(|o| match o {
                 Operand::Const(v) => Ok(v.clone()),
-                Operand::Slot(s) => env[*s].clone().ok_or_else(|| OnnxError::Node {
-                    node: step.name.clone(),
-                    what: "an input was not computed".into(),
-                }),
+                Operand::Slot(s) => {
+                    // A value read for the last time, once, is moved, not shared: an op that
+                    // owns its input's buffer works in it (our convolution reads the buffer
+                    // in place; a shared one would be copied first).
+                    let last = net.free_after[i].contains(s)
+                        && step
+                            .inputs
+                            .iter()
+                            .filter(|o| matches!(o, Operand::Slot(t) if t == s))
+                            .count()
+                            == 1;
+                    let value = if last { env[*s].take() } else { env[*s].clone() };
+                    value.ok_or_else(|| OnnxError::Node {
+                        node: step.name.clone(),
+                        what: "an input was not computed".into(),
+                    })
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = eval(&step.op, args, &net.device).map_err(|what| OnnxError::Node {
@@ -273,21 +284,25 @@ fn eval(op: &Op, mut args: Vec<Value>, device: &Device) -> Result<Value, String>
         ))
     };
     Ok(match op {
-        Op::Conv {
-            weight,
-            bias,
-            stride,
-            dilation,
-            groups,
-            pads,
-        } => {
+        Op::Conv { conv, pads } => {
             let x = arg(&mut args, 0)?;
             spatial(&x)?;
-            let [_, _, kh, kw] = weight.dims();
-            let padding = resolve_pads(*pads, &x.dims, [kh, kw], *stride, *dilation);
-            let options = ConvOptions::new_with_padding(*stride, padding, *dilation, *groups);
-            let y = conv2d(nchw(x), weight.clone(), Some(bias.clone()), options);
-            from_nchw(y)
+            let g = conv.geometry();
+            if x.dims[1] != g.in_channels {
+                return Err(format!(
+                    "{} input channels, the kernel takes {}",
+                    x.dims[1], g.in_channels
+                ));
+            }
+            let padding = resolve_pads(*pads, &x.dims, g.kernel, g.stride, g.dilation);
+            let span = |i: usize| g.dilation[i] * (g.kernel[i] - 1) + 1;
+            if x.dims[2] + padding[0].0 + padding[0].1 < span(0) || x.dims[3] + padding[1].0 + padding[1].1 < span(1) {
+                return Err(format!(
+                    "a {}×{} input is smaller than the kernel",
+                    x.dims[2], x.dims[3]
+                ));
+            }
+            from_nchw(conv.forward_padded(nchw(x), padding))
         }
         Op::ChannelAffine { scale, shift } => {
             let x = arg(&mut args, 0)?;

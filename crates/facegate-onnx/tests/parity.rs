@@ -103,16 +103,20 @@ fn op_zoo_matches_onnxruntime_at_batch_1_and_3() {
 
 /// The op zoo has one batch norm right after a convolution and one after an addition: only
 /// the first can be folded (and the parity test above shows the folded net is still right).
+/// Its PRelu after that folded batch norm and its Relu right after a convolution run inside
+/// the convolution; its LeakyRelu (after the unfolded batch norm) does not.
 #[test]
-fn batch_norm_after_a_convolution_is_folded_into_it() {
+fn batch_norm_and_activations_after_a_convolution_are_folded_into_it() {
     let net = OnnxNet::load(&read("data/onnx/op-zoo.onnx"), &Device::flex()).unwrap();
     assert_eq!(net.folded_batch_norms(), 1);
+    assert_eq!(net.fused_activations(), 2);
     let frn = OnnxNet::load(
         &read("models/faceplugin-mobilefacenet-512/fr_feature.onnx"),
         &Device::flex(),
     )
     .unwrap();
     assert_eq!(frn.folded_batch_norms(), 0, "faceplugin's exporter folded them already");
+    assert_eq!(frn.fused_activations(), 33, "every PRelu follows a convolution");
 }
 
 #[test]

@@ -1,0 +1,413 @@
+//! The convolution itself, on NCHW `f32` slices in host memory.
+//!
+//! Three shapes of work:
+//! - **pointwise** (1×1, stride 1, no padding): the input already is the `[C_in, H·W]` matrix
+//!   gemm wants, so no copy at all;
+//! - **depthwise** (one input channel per group): a direct loop per channel, each tap a
+//!   multiply-add over a run of output pixels;
+//! - **im2col**: any other layer, one `[C_in/groups·kh·kw, oh·ow]` patch matrix per image and
+//!   group, then one gemm.
+//!
+//! The output is filled with the bias before gemm accumulates into it, and the activation is
+//! one pass after it: two passes over the output instead of burn's four or five. A batch runs
+//! one image per worker; a single image lets gemm split its work over the threads, after
+//! packing the weights once.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::simd;
+
+/// What runs on the convolution's output, per output channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// `x` where positive, `slope[c] · x` elsewhere (PyTorch's `nn.PReLU(C)`, ONNX's `PRelu`
+    /// with one slope per channel).
+    PRelu(Vec<f32>),
+}
+
+impl Activation {
+    #[inline]
+    fn apply(&self, channel: usize, row: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => simd::relu(row),
+            Activation::PRelu(slopes) => simd::prelu(row, slopes[channel]),
+        }
+    }
+}
+
+/// A convolution's geometry, in PyTorch's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub out_channels: usize,
+    pub in_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    /// `[(top, bottom), (left, right)]`.
+    pub padding: [(usize, usize); 2],
+    pub groups: usize,
+}
+
+impl ConvGeometry {
+    /// Output height and width for an input of `h × w`, or `None` when the (padded) input is
+    /// smaller than the kernel.
+    pub fn output_size(&self, h: usize, w: usize) -> Option<[usize; 2]> {
+        let axis = |size: usize, i: usize| {
+            let (a, b) = self.padding[i];
+            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
+            let padded = size + a + b;
+            (padded >= span).then(|| (padded - span) / self.stride[i] + 1)
+        };
+        Some([axis(h, 0)?, axis(w, 1)?])
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// im2col and gemm per group, or gemm alone for a 1×1 kernel that needs no patches.
+    Dense,
+    Depthwise,
+}
+
+/// A convolution layer's weights in host memory, ready to run.
+#[derive(Debug, Clone)]
+pub struct PackedConv2d {
+    geometry: ConvGeometry,
+    plan: Plan,
+    /// OIHW flattened: row `o` is `[C_in/groups · kh · kw]` in (channel, y, x) order, which is
+    /// already the row order of the im2col matrix.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    activation: Activation,
+}
+
+/// A layer whose weights do not match its geometry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("convolution weights: {0}")]
+pub struct BadLayer(pub String);
+
+impl PackedConv2d {
+    /// `weight`: OIHW, `[out, in/groups, kh, kw]`; `bias`: `[out]` or none.
+    pub fn new(
+        geometry: ConvGeometry,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+    ) -> Result<Self, BadLayer> {
+        let g = geometry;
+        if g.groups == 0 || g.in_channels % g.groups != 0 || g.out_channels % g.groups != 0 {
+            return Err(BadLayer(format!(
+                "{} groups do not divide {} → {} channels",
+                g.groups, g.in_channels, g.out_channels
+            )));
+        }
+        if g.kernel.contains(&0) || g.stride.contains(&0) || g.dilation.contains(&0) {
+            return Err(BadLayer("a zero kernel, stride or dilation".into()));
+        }
+        let per_group = g.in_channels / g.groups;
+        let plan = if g.groups > 1 && per_group == 1 && g.out_channels == g.groups {
+            Plan::Depthwise
+        } else {
+            Plan::Dense
+        };
+        let k = per_group * g.kernel[0] * g.kernel[1];
+        if weight.len() != g.out_channels * k {
+            return Err(BadLayer(format!(
+                "{} weights for a [{}, {per_group}, {}, {}] kernel",
+                weight.len(),
+                g.out_channels,
+                g.kernel[0],
+                g.kernel[1]
+            )));
+        }
+        let bias = bias.unwrap_or_else(|| vec![0.0; g.out_channels]);
+        if bias.len() != g.out_channels {
+            return Err(BadLayer(format!(
+                "{} biases for {} channels",
+                bias.len(),
+                g.out_channels
+            )));
+        }
+        if let Activation::PRelu(s) = &activation
+            && s.len() != g.out_channels
+        {
+            return Err(BadLayer(format!(
+                "{} PReLU slopes for {} channels",
+                s.len(),
+                g.out_channels
+            )));
+        }
+        Ok(Self {
+            geometry,
+            plan,
+            weight,
+            bias,
+            activation,
+        })
+    }
+
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    /// Geometry, OIHW weights, bias and activation back.
+    pub fn into_parts(self) -> (ConvGeometry, Vec<f32>, Vec<f32>, Activation) {
+        (self.geometry, self.weight, self.bias, self.activation)
+    }
+
+    /// The same layer with `activation` fused after it.
+    pub fn with_activation(mut self, activation: Activation) -> Result<Self, BadLayer> {
+        if let Activation::PRelu(s) = &activation
+            && s.len() != self.geometry.out_channels
+        {
+            return Err(BadLayer(format!(
+                "{} PReLU slopes for {} channels",
+                s.len(),
+                self.geometry.out_channels
+            )));
+        }
+        self.activation = activation;
+        Ok(self)
+    }
+
+    /// Runs on `input`, NCHW `[n, in, h, w]`; returns NCHW `[n, out, oh, ow]` and `[oh, ow]`,
+    /// or `None` when the input is smaller than the kernel.
+    pub fn forward(&self, input: &[f32], n: usize, h: usize, w: usize) -> Option<(Vec<f32>, [usize; 2])> {
+        self.forward_padded(input, n, h, w, self.geometry.padding)
+    }
+
+    /// [`Self::forward`] with padding decided per input (ONNX's `SAME` pads).
+    pub fn forward_padded(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        padding: [(usize, usize); 2],
+    ) -> Option<(Vec<f32>, [usize; 2])> {
+        let g = ConvGeometry {
+            padding,
+            ..self.geometry
+        };
+        assert_eq!(input.len(), n * g.in_channels * h * w, "input length against its shape");
+        let [oh, ow] = g.output_size(h, w)?;
+        let mut out = vec![0.0f32; n * g.out_channels * oh * ow];
+        if !out.is_empty() {
+            match self.plan {
+                Plan::Depthwise => self.depthwise(&g, input, [h, w], [oh, ow], &mut out),
+                Plan::Dense => self.dense(&g, input, n, [h, w], [oh, ow], &mut out),
+            }
+        }
+        Some((out, [oh, ow]))
+    }
+
+    fn dense(
+        &self,
+        g: &ConvGeometry,
+        input: &[f32],
+        n: usize,
+        [h, w]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        out: &mut [f32],
+    ) {
+        let (cin, cout, cols) = (g.in_channels, g.out_channels, oh * ow);
+        let threads = rayon::current_num_threads().max(1);
+        let one = |image: &[f32], dst: &mut [f32], parallel: bool| {
+            self.dense_image(g, image, [h, w], [oh, ow], dst, parallel)
+        };
+        let macs_per_image = cout * cols * (cin / g.groups) * g.kernel[0] * g.kernel[1];
+        if !parallel_worth(n * macs_per_image) {
+            for (dst, image) in out.chunks_mut(cout * cols).zip(input.chunks(cin * h * w)) {
+                one(image, dst, false);
+            }
+        } else if n >= threads {
+            // A batch: one image per worker, each gemm on one thread.
+            out.par_chunks_mut(cout * cols)
+                .zip(input.par_chunks(cin * h * w))
+                .for_each(|(dst, image)| one(image, dst, false));
+        } else {
+            // One image (or fewer than the threads): gemm splits each image's work itself,
+            // after packing the weights once.
+            let parallel = parallel_worth(macs_per_image);
+            for (dst, image) in out.chunks_mut(cout * cols).zip(input.chunks(cin * h * w)) {
+                one(image, dst, parallel);
+            }
+        }
+    }
+
+    /// One image: bias into `out`, gemm per group accumulating into it, then the activation.
+    fn dense_image(
+        &self,
+        g: &ConvGeometry,
+        image: &[f32],
+        [h, w]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        out: &mut [f32],
+        parallel: bool,
+    ) {
+        // A 1×1 kernel at stride 1 without padding reads the input as gemm's matrix directly.
+        let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [(0, 0); 2];
+        let (cin_g, cout_g) = (g.in_channels / g.groups, g.out_channels / g.groups);
+        let k = cin_g * g.kernel[0] * g.kernel[1];
+        let cols = oh * ow;
+        for (row, &b) in out.chunks_mut(cols).zip(&self.bias) {
+            row.fill(b);
+        }
+        for group in 0..g.groups {
+            let channels = &image[group * cin_g * h * w..(group + 1) * cin_g * h * w];
+            let patches;
+            let rhs = if pointwise {
+                channels
+            } else {
+                patches = im2col(channels, cin_g, g, [h, w], [oh, ow], parallel);
+                &patches[..]
+            };
+            let dst = &mut out[group * cout_g * cols..(group + 1) * cout_g * cols];
+            let lhs = &self.weight[group * cout_g * k..(group + 1) * cout_g * k];
+            let parallelism = if parallel {
+                Parallelism::Rayon(rayon::current_num_threads())
+            } else {
+                Parallelism::None
+            };
+            // SAFETY: lhs is [cout_g, k], rhs [k, cols] and dst [cout_g, cols], all row-major
+            // and exactly as long as the slices they come from.
+            unsafe {
+                gemm::gemm(
+                    cout_g,
+                    cols,
+                    k,
+                    dst.as_mut_ptr(),
+                    1,
+                    cols as isize,
+                    true,
+                    lhs.as_ptr(),
+                    1,
+                    k as isize,
+                    rhs.as_ptr(),
+                    1,
+                    cols as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+        }
+        if self.activation != Activation::Identity {
+            let act = |(o, row): (usize, &mut [f32])| self.activation.apply(o, row);
+            if parallel {
+                out.par_chunks_mut(cols).enumerate().for_each(act);
+            } else {
+                out.chunks_mut(cols).enumerate().for_each(act);
+            }
+        }
+    }
+
+    fn depthwise(&self, g: &ConvGeometry, input: &[f32], [h, w]: [usize; 2], [oh, ow]: [usize; 2], out: &mut [f32]) {
+        let c = g.out_channels;
+        let [kh, kw] = g.kernel;
+        let [sh, sw] = g.stride;
+        let [dh, dw] = g.dilation;
+        let (pt, pl) = (g.padding[0].0, g.padding[1].0);
+        let ranges: Vec<(usize, usize)> = (0..kw).map(|kx| valid_range(kx * dw, pl, sw, w, ow)).collect();
+        let plane = |(plane, dst): (usize, &mut [f32]), phases: &mut Vec<f32>| {
+            let (img, ch) = (plane / c, plane % c);
+            dst.fill(self.bias[ch]);
+            let p = simd::Plane {
+                src: &input[(img * c + ch) * h * w..(img * c + ch + 1) * h * w],
+                taps: &self.weight[ch * kh * kw..(ch + 1) * kh * kw],
+                hw: [h, w],
+                ow,
+                kernel: [kh, kw],
+                stride: [sh, sw],
+                dilation: [dh, dw],
+                pad: [pt, pl],
+                ranges: &ranges,
+            };
+            simd::depthwise(&p, dst, phases);
+            self.activation.apply(ch, dst);
+        };
+        if parallel_worth(out.len() * kh * kw) {
+            out.par_chunks_mut(oh * ow)
+                .enumerate()
+                .for_each_init(Vec::new, |phases, item| plane(item, phases));
+        } else {
+            let mut phases = Vec::new();
+            out.chunks_mut(oh * ow)
+                .enumerate()
+                .for_each(|item| plane(item, &mut phases));
+        }
+    }
+}
+
+/// Whether a layer's multiply-adds are worth handing to rayon's workers: below this, waking
+/// them costs more than it saves (MTCNN's smallest pyramid levels, R-Net on one face).
+fn parallel_worth(macs: usize) -> bool {
+    macs >= 1 << 18
+}
+
+/// The output columns `lo..hi` whose input column `o·stride + offset − pad` lies in `0..w`.
+fn valid_range(offset: usize, pad: usize, stride: usize, w: usize, ow: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(offset).div_ceil(stride).min(ow);
+    // Last valid o: o·stride + offset − pad ≤ w − 1.
+    let hi = if w + pad > offset {
+        ((w - 1 + pad - offset) / stride + 1).min(ow)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// The patch matrix `[channels·kh·kw, oh·ow]` of one image's first `channels` planes: row
+/// `(c, ky, kx)` holds, for every output pixel, the input pixel under that tap (0 in padding).
+fn im2col(
+    image: &[f32],
+    channels: usize,
+    g: &ConvGeometry,
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    parallel: bool,
+) -> Vec<f32> {
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dilation;
+    let (pt, pl) = (g.padding[0].0, g.padding[1].0);
+    let cols = oh * ow;
+    let mut m = vec![0.0f32; channels * kh * kw * cols];
+    let ranges: Vec<(usize, usize)> = (0..kw).map(|kx| valid_range(kx * dw, pl, sw, w, ow)).collect();
+    let fill = |(r, dst): (usize, &mut [f32])| {
+        let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+        let plane = &image[c * h * w..(c + 1) * h * w];
+        let (lo, hi) = ranges[kx];
+        if lo >= hi {
+            return;
+        }
+        for (oy, out_row) in dst.chunks_mut(ow).enumerate() {
+            let Some(iy) = (oy * sh + ky * dh).checked_sub(pt).filter(|&iy| iy < h) else {
+                continue;
+            };
+            let line = &plane[iy * w..(iy + 1) * w];
+            let x0 = lo * sw + kx * dw - pl;
+            let seg = &mut out_row[lo..hi];
+            if sw == 1 {
+                seg.copy_from_slice(&line[x0..x0 + (hi - lo)]);
+            } else {
+                for (j, d) in seg.iter_mut().enumerate() {
+                    *d = line[x0 + j * sw];
+                }
+            }
+        }
+    };
+    if parallel {
+        m.par_chunks_mut(cols).enumerate().for_each(fill);
+    } else {
+        m.chunks_mut(cols).enumerate().for_each(fill);
+    }
+    m
+}
