@@ -1,4 +1,5 @@
-//! 2-D convolutions for the networks, with a faster path on burn's CPU device.
+//! 2-D convolutions (and the max-pools after them) for the networks, with a faster path on
+//! burn's CPU device.
 //!
 //! burn's flex backend runs a convolution generically: per call it repacks the kernel, turns
 //! the input to NHWC, builds im2col tiles, runs gemm and scatters the result back to NCHW; bias
@@ -9,6 +10,7 @@
 //! same activation, so a network's code is one forward whatever the device.
 
 pub mod kernel;
+mod pool;
 mod simd;
 
 use burn::prelude::*;
@@ -18,6 +20,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 pub use kernel::{Activation, BadLayer, ConvGeometry, PackedConv2d};
+pub use pool::MaxPool2d;
 
 /// A convolution, its bias and the activation after it, on one device.
 #[derive(Debug)]

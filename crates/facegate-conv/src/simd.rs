@@ -70,6 +70,13 @@ fn relu_body(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v = v.max(0.0));
 }
 
+#[inline(always)]
+fn max_into_body(acc: &mut [f32], row: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(row) {
+        *a = crate::pool::nan_max(*a, b);
+    }
+}
+
 macro_rules! dispatch {
     ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
         pub(crate) fn $name($($arg: $ty),*) {
@@ -100,3 +107,4 @@ macro_rules! dispatch {
 dispatch!(depthwise, depthwise_body, (p: &Plane, dst: &mut [f32], phases: &mut Vec<f32>));
 dispatch!(prelu, prelu_body, (row: &mut [f32], a: f32));
 dispatch!(relu, relu_body, (row: &mut [f32]));
+dispatch!(max_into, max_into_body, (acc: &mut [f32], row: &[f32]));

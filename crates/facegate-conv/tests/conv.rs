@@ -1,12 +1,12 @@
 //! The kernels against a direct convolution in f64 (the definition, written out), and the
-//! burn adapter against burn's own `conv2d` on the same device.
+//! burn adapter against burn's own `conv2d` on the same device; the max-pool likewise.
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::activation::prelu;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
-use facegate_conv::{Activation, Conv2d, ConvGeometry, PackedConv2d};
+use burn::tensor::module::{conv2d, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use facegate_conv::{Activation, Conv2d, ConvGeometry, MaxPool2d, PackedConv2d};
 
 /// A fixed pseudo-random stream in [-1, 1) (no dependency, same values every run).
 struct Lcg(u64);
@@ -262,4 +262,70 @@ fn the_layer_on_the_cpu_matches_burns_convolution() {
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "case {i}: max difference {worst:e}");
     }
+}
+
+/// Max-pooling against its definition (every window, clipped at the edge, PyTorch's ceil_mode
+/// rule) and against burn's `max_pool2d` on the same device, MTCNN's sizes and odd ones.
+#[test]
+fn max_pool_matches_its_definition_and_burns() {
+    let device = Device::flex();
+    let mut rng = Lcg(3);
+    for (k, s, ceil) in [(2, 2, true), (3, 2, true), (3, 2, false), (2, 1, true), (3, 3, true)] {
+        for (h, w, planes) in [
+            (149, 149, 10),
+            (22, 22, 28),
+            (9, 10, 48),
+            (3, 3, 2),
+            (4, 7, 1),
+            (2, 2, 1),
+        ] {
+            let pool = MaxPool2d::new(k, s, ceil);
+            let input = rng.vec(planes * h * w);
+            let got = pool.forward_host(&input, planes, h, w);
+            let (oh, ow) = (pool.output_len(h), pool.output_len(w));
+            // PyTorch's output size, written from its documentation.
+            let size = |len: usize| {
+                if len < k {
+                    return 0;
+                }
+                let q = (len - k) as f64 / s as f64;
+                let mut o = if ceil { q.ceil() } else { q.floor() } as usize + 1;
+                if ceil && (o - 1) * s >= len {
+                    o -= 1;
+                }
+                o
+            };
+            assert_eq!((oh, ow), (size(h), size(w)), "k {k} s {s} {h}×{w}");
+            let mut want = Vec::new();
+            for p in 0..planes {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut m = f32::NEG_INFINITY;
+                        for y in oy * s..(oy * s + k).min(h) {
+                            for x in ox * s..(ox * s + k).min(w) {
+                                m = m.max(input[(p * h + y) * w + x]);
+                            }
+                        }
+                        want.push(m);
+                    }
+                }
+            }
+            assert_eq!(got, want, "k {k} s {s} ceil {ceil} {h}×{w}");
+            if h >= k && w >= k {
+                let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, planes, h, w]), &device);
+                let options = MaxPoolOptions::new([k, k]).with_stride([s, s]).with_ceil_mode(ceil);
+                let burn: Vec<f32> = max_pool2d(x.clone(), options).into_data().try_to_vec().unwrap();
+                assert_eq!(got, burn, "against burn: k {k} s {s} ceil {ceil} {h}×{w}");
+                let ours: Vec<f32> = pool.forward(x).into_data().try_to_vec().unwrap();
+                assert_eq!(ours, want);
+            }
+        }
+    }
+    // A NaN in a window makes that window NaN, and only that one.
+    let pool = MaxPool2d::new(2, 2, true);
+    let mut input = vec![1.0f32; 16];
+    input[5] = f32::NAN;
+    let out = pool.forward_host(&input, 1, 4, 4);
+    assert!(out[0].is_nan());
+    assert_eq!(&out[1..], &[1.0, 1.0, 1.0]);
 }

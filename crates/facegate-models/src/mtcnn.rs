@@ -6,10 +6,9 @@
 //! Inputs are NCHW RGB already normalised as `(x − 127.5) / 128`; the staged detector that
 //! builds the image pyramid and the crops lives in `facegate-pipeline`.
 
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use facegate_conv::{Activation, Conv2d};
+use facegate_conv::{Activation, Conv2d, MaxPool2d};
 
 use crate::ModelError;
 use crate::weights::{Weights, fused_conv2d};
@@ -84,11 +83,9 @@ impl Dense {
     }
 }
 
+/// PyTorch's `nn.MaxPool2d(kernel, 2, ceil_mode=True)`.
 fn pool(kernel: usize) -> MaxPool2d {
-    MaxPool2dConfig::new([kernel, kernel])
-        .with_strides([2, 2])
-        .with_ceil_mode(true)
-        .init()
+    MaxPool2d::new(kernel, 2, true)
 }
 
 /// PyTorch flattens `x.permute(0, 3, 2, 1)` (N, W, H, C) before its dense layers.
