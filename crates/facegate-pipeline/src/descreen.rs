@@ -72,6 +72,20 @@ pub fn find_screen(img: &RgbImage, face: &FaceBox) -> Option<Screen> {
     })
 }
 
+/// Σ aᵢbᵢ in four running sums, which the compiler can keep in vector lanes (one running
+/// sum is a chain of dependent adds it must not reorder).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..4 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// The normalised autocorrelation of `d` (mean removed, `n`×`n`) at every lag up to
 /// `MAX_LAG`, and its highest local maximum beyond `MIN_LAG`: (lag length, value).
 fn lattice_peak(d: &[f32], n: usize) -> Option<(f64, f32)> {
@@ -85,20 +99,21 @@ fn lattice_peak(d: &[f32], n: usize) -> Option<(f64, f32)> {
     let r = MAX_LAG + 1; // one more ring, so every searched lag has all its neighbours
     let side = (2 * r + 1) as usize;
     let mut acf = vec![0f64; side * side];
-    for dy in -r..=r {
+    // The autocorrelation is symmetric, acf(−dx, −dy) = acf(dx, dy) (the same products): the
+    // lower half plane is copied from the upper one.
+    for dy in 0..=r {
         for dx in -r..=r {
-            let (mut sum, mut count) = (0.0, 0usize);
-            let ys = (0i64.max(-dy))..(n as i64).min(n as i64 - dy);
-            let xs = (0i64.max(-dx))..(n as i64).min(n as i64 - dx);
-            for y in ys {
-                let row = y as usize * n;
-                let row2 = (y + dy) as usize * n;
-                for x in xs.clone() {
-                    sum += c[row + x as usize] * c[row2 + (x + dx) as usize];
-                    count += 1;
-                }
+            let (x0, x1) = (0i64.max(-dx) as usize, (n as i64).min(n as i64 - dx) as usize);
+            let rows = n - dy as usize;
+            let mut sum = 0.0;
+            for y in 0..rows {
+                let a = &c[y * n + x0..y * n + x1];
+                let b = &c[(y + dy as usize) * n + (x0 as i64 + dx) as usize..][..x1 - x0];
+                sum += dot(a, b);
             }
-            acf[(dy + r) as usize * side + (dx + r) as usize] = sum / count as f64 / energy;
+            let v = sum / (rows * (x1 - x0)) as f64 / energy;
+            acf[(dy + r) as usize * side + (dx + r) as usize] = v;
+            acf[(r - dy) as usize * side + (r - dx) as usize] = v;
         }
     }
     c.zeroize(); // the face's fine detail
