@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CPU table (benches/README.md, "CPU: facegate beside onnxruntime"): each network alone on
-# burn flex (`facegate bench-nets`) and on onnxruntime (tools/bench/ort_bench.py, the same
+# facegate's CPU path (`facegate bench-nets`: facegate-conv's kernels, burn flex for the rest)
+# and on onnxruntime (tools/bench/ort_bench.py, the same
 # shapes, ONNX graphs exported from the same weights), with the same thread count, one after
-# the other in one run; then whole verifications on burn flex. Prints a markdown table.
+# the other in one run; then whole verifications on facegate. Prints a markdown table.
 #   benches/cpu/run.sh [--threads 2] [--budget 1.5] [--quick]
 # Needs target/release/facegate (FACEGATE_BIN to override) and a venv with onnxruntime
 # (tools/onnx/requirements.txt; ONNX_VENV, default target/onnx-venv).
@@ -32,7 +33,7 @@ flex = json.load(open(sys.argv[1]))
 ort = json.load(open(sys.argv[2]))
 ort_cases = {(c["model"], "x".join(map(str, c["input"]))): c for c in ort["cases"]}
 print(f"{datetime.date.today()}, {sys.argv[3]} threads, median ms per batch (ms per item)\n")
-print("| network | input | burn flex | onnxruntime | flex / ort |")
+print("| network | input | facegate | onnxruntime | facegate / ort |")
 print("|---|---|---:|---:|---:|")
 for c in flex["cases"]:
     o = ort_cases.get((c["model"], c["input"]))
