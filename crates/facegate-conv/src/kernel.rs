@@ -55,6 +55,20 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// `in_channels → out_channels` through a `kh × kw` kernel: stride 1, no dilation, no
+    /// padding, one group (change the fields for others).
+    pub fn new(in_channels: usize, out_channels: usize, kernel: [usize; 2]) -> Self {
+        Self {
+            out_channels,
+            in_channels,
+            kernel,
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: [(0, 0); 2],
+            groups: 1,
+        }
+    }
+
     /// Output height and width for an input of `h × w`, or `None` when the (padded) input is
     /// smaller than the kernel.
     pub fn output_size(&self, h: usize, w: usize) -> Option<[usize; 2]> {
@@ -101,7 +115,7 @@ impl PackedConv2d {
         activation: Activation,
     ) -> Result<Self, BadLayer> {
         let g = geometry;
-        if g.groups == 0 || g.in_channels % g.groups != 0 || g.out_channels % g.groups != 0 {
+        if g.groups == 0 || !g.in_channels.is_multiple_of(g.groups) || !g.out_channels.is_multiple_of(g.groups) {
             return Err(BadLayer(format!(
                 "{} groups do not divide {} → {} channels",
                 g.groups, g.in_channels, g.out_channels
@@ -339,16 +353,24 @@ impl PackedConv2d {
             simd::depthwise(&p, dst, phases);
             self.activation.apply(ch, dst);
         };
-        if parallel_worth(out.len() * kh * kw) {
-            out.par_chunks_mut(oh * ow)
-                .enumerate()
-                .for_each_init(Vec::new, |phases, item| plane(item, phases));
-        } else {
-            let mut phases = Vec::new();
-            out.chunks_mut(oh * ow)
-                .enumerate()
-                .for_each(|item| plane(item, &mut phases));
-        }
+        let parallel = parallel_worth(out.len() * kh * kw);
+        for_each_plane(out, oh * ow, parallel, plane);
+    }
+}
+
+/// `f((index, plane), scratch)` for each `len`-long plane of `out`, on rayon's workers when
+/// `parallel` (one scratch buffer per worker), else in order on this thread.
+pub(crate) fn for_each_plane<F>(out: &mut [f32], len: usize, parallel: bool, f: F)
+where
+    F: Fn((usize, &mut [f32]), &mut Vec<f32>) + Send + Sync,
+{
+    if parallel {
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, item| f(item, scratch));
+    } else {
+        let mut scratch = Vec::new();
+        out.chunks_mut(len).enumerate().for_each(|item| f(item, &mut scratch));
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Conv2d {
     run: Run,
 }
 
+// burn tensor handles are a few hundred bytes and a network holds a few dozen layers, each
+// on one device for its life: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Run {
     /// burn's CPU device: our kernel on host memory.
@@ -41,6 +44,7 @@ enum Run {
     },
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum BurnActivation {
     Identity,

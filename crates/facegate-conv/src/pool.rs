@@ -6,8 +6,8 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
-use rayon::prelude::*;
 
+use crate::kernel::for_each_plane;
 use crate::{on_host, simd};
 
 /// `k × k` windows at stride `s`, no padding, PyTorch's `ceil_mode` rule for the last window.
@@ -88,16 +88,8 @@ impl MaxPool2d {
                 }
             }
         };
-        if planes * h * w >= 1 << 16 {
-            out.par_chunks_mut(oh * ow)
-                .enumerate()
-                .for_each_init(Vec::new, |column, item| plane(item, column));
-        } else {
-            let mut column = Vec::new();
-            out.chunks_mut(oh * ow)
-                .enumerate()
-                .for_each(|item| plane(item, &mut column));
-        }
+        // A comparison is cheaper than a multiply-add: more of them before the workers pay.
+        for_each_plane(&mut out, oh * ow, planes * h * w >= 1 << 16, plane);
         out
     }
 }

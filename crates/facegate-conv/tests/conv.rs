@@ -74,26 +74,29 @@ fn reference(
 }
 
 struct Case {
-    cin: usize,
-    cout: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
-    padding: [(usize, usize); 2],
-    groups: usize,
+    g: ConvGeometry,
     hw: [usize; 2],
     n: usize,
 }
 
+impl Case {
+    fn weights(&self) -> usize {
+        self.g.out_channels * self.g.in_channels / self.g.groups * self.g.kernel[0] * self.g.kernel[1]
+    }
+}
+
 fn cases() -> Vec<Case> {
-    let c = |cin, cout, k, s, d, p, groups, hw, n| Case {
-        cin,
-        cout,
-        kernel: k,
-        stride: s,
-        dilation: d,
-        padding: p,
-        groups,
+    #[allow(clippy::too_many_arguments)]
+    let c = |cin, cout, kernel, stride, dilation, padding, groups, hw, n| Case {
+        g: ConvGeometry {
+            out_channels: cout,
+            in_channels: cin,
+            kernel,
+            stride,
+            dilation,
+            padding,
+            groups,
+        },
         hw,
         n,
     };
@@ -143,20 +146,12 @@ fn kernels_match_the_definition_in_f64() {
 fn check_against_f64() {
     let mut rng = Lcg(7);
     for (i, c) in cases().iter().enumerate() {
-        let g = ConvGeometry {
-            out_channels: c.cout,
-            in_channels: c.cin,
-            kernel: c.kernel,
-            stride: c.stride,
-            dilation: c.dilation,
-            padding: c.padding,
-            groups: c.groups,
-        };
-        let k = c.cin / c.groups * c.kernel[0] * c.kernel[1];
-        let input = rng.vec(c.n * c.cin * c.hw[0] * c.hw[1]);
-        let weight = rng.vec(c.cout * k);
-        let bias = rng.vec(c.cout);
-        for act in activations(c.cout, &mut rng) {
+        let g = c.g;
+        let k = c.weights() / g.out_channels;
+        let input = rng.vec(c.n * g.in_channels * c.hw[0] * c.hw[1]);
+        let weight = rng.vec(c.weights());
+        let bias = rng.vec(g.out_channels);
+        for act in activations(g.out_channels, &mut rng) {
             let packed = PackedConv2d::new(g, weight.clone(), Some(bias.clone()), act.clone()).unwrap();
             let (got, size) = packed.forward(&input, c.n, c.hw[0], c.hw[1]).unwrap();
             let (want, want_size) = reference(&g, &input, [c.n, c.hw[0], c.hw[1]], &weight, &bias, &act);
@@ -180,15 +175,7 @@ fn check_against_f64() {
 
 #[test]
 fn a_kernel_larger_than_the_input_gives_no_output() {
-    let g = ConvGeometry {
-        out_channels: 2,
-        in_channels: 1,
-        kernel: [3, 3],
-        stride: [1, 1],
-        dilation: [1, 1],
-        padding: [(0, 0); 2],
-        groups: 1,
-    };
+    let g = ConvGeometry::new(1, 2, [3, 3]);
     let packed = PackedConv2d::new(g, vec![0.5; 18], None, Activation::Identity).unwrap();
     assert!(packed.forward(&[1.0; 4], 1, 2, 2).is_none());
     let (out, size) = packed.forward(&[1.0; 9], 1, 3, 3).unwrap();
@@ -198,13 +185,9 @@ fn a_kernel_larger_than_the_input_gives_no_output() {
 #[test]
 fn weights_that_do_not_fit_the_geometry_are_refused() {
     let g = ConvGeometry {
-        out_channels: 4,
-        in_channels: 6,
-        kernel: [3, 3],
-        stride: [1, 1],
-        dilation: [1, 1],
         padding: [(1, 1); 2],
         groups: 4,
+        ..ConvGeometry::new(6, 4, [3, 3])
     };
     assert!(PackedConv2d::new(g, vec![0.0; 4 * 9], None, Activation::Identity).is_err());
     let g = ConvGeometry { groups: 1, ..g };
@@ -220,20 +203,13 @@ fn the_layer_on_the_cpu_matches_burns_convolution() {
     assert!(facegate_conv::on_host(&device));
     let mut rng = Lcg(11);
     for (i, c) in cases().iter().enumerate() {
-        let g = ConvGeometry {
-            out_channels: c.cout,
-            in_channels: c.cin,
-            kernel: c.kernel,
-            stride: c.stride,
-            dilation: c.dilation,
-            padding: c.padding,
-            groups: c.groups,
-        };
-        let shape = [c.cout, c.cin / c.groups, c.kernel[0], c.kernel[1]];
-        let weight = rng.vec(shape.iter().product());
-        let bias = rng.vec(c.cout);
-        let slopes = rng.vec(c.cout);
-        let dims = [c.n, c.cin, c.hw[0], c.hw[1]];
+        let g = c.g;
+        let cout = g.out_channels;
+        let shape = [cout, g.in_channels / g.groups, g.kernel[0], g.kernel[1]];
+        let weight = rng.vec(c.weights());
+        let bias = rng.vec(cout);
+        let slopes = rng.vec(cout);
+        let dims = [c.n, g.in_channels, c.hw[0], c.hw[1]];
         let input = rng.vec(dims.iter().product());
         let layer = Conv2d::new(
             g,
@@ -245,15 +221,15 @@ fn the_layer_on_the_cpu_matches_burns_convolution() {
         .unwrap();
         let x = || Tensor::<4>::from_data(TensorData::new(input.clone(), dims), &device);
         let got = layer.forward(x()).into_data().try_to_vec::<f32>().unwrap();
-        let options = ConvOptions::new_with_padding(c.stride, c.padding, c.dilation, c.groups);
+        let options = ConvOptions::new_with_padding(g.stride, g.padding, g.dilation, g.groups);
         let want = prelu(
             conv2d(
                 x(),
                 Tensor::from_data(TensorData::new(weight, shape), &device),
-                Some(Tensor::from_data(TensorData::new(bias, [c.cout]), &device)),
+                Some(Tensor::from_data(TensorData::new(bias, [cout]), &device)),
                 options,
             ),
-            Tensor::from_data(TensorData::new(slopes, [c.cout]), &device),
+            Tensor::from_data(TensorData::new(slopes, [cout]), &device),
         )
         .into_data()
         .try_to_vec::<f32>()

@@ -32,13 +32,9 @@ pub fn fused_conv2d(
 ) -> Result<facegate_conv::Conv2d, ModelError> {
     let [out_channels, per_group, kh, kw] = shape_oihw;
     let geometry = facegate_conv::ConvGeometry {
-        out_channels,
-        in_channels: per_group,
-        kernel: [kh, kw],
         stride: [stride, stride],
-        dilation: [1, 1],
         padding,
-        groups: 1,
+        ..facegate_conv::ConvGeometry::new(per_group, out_channels, [kh, kw])
     };
     facegate_conv::Conv2d::new(geometry, weight_oihw, bias, activation, device).map_err(|error| ModelError::Layer {
         layer: layer.to_string(),

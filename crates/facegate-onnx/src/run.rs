@@ -57,6 +57,9 @@ pub(crate) enum Reduce {
     Max,
 }
 
+// One step per node, built once at load: the size of the largest op (a convolution's layer)
+// costs nothing per run.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Op {
     /// A convolution, with the batch norm and the Relu or PRelu after it when they fold in.
