@@ -216,7 +216,7 @@ impl PackedConv2d {
         let mut out = Vec::with_capacity(n * g.out_channels * cols);
         for _ in 0..n {
             for &b in &self.bias {
-                out.extend(std::iter::repeat_n(b, cols));
+                out.resize(out.len() + cols, b);
             }
         }
         if !out.is_empty() {
@@ -336,8 +336,7 @@ impl PackedConv2d {
         let [sh, sw] = g.stride;
         let [dh, dw] = g.dilation;
         let (pt, pl) = (g.padding[0].0, g.padding[1].0);
-        let ranges: Vec<(usize, usize)> = (0..kw).map(|kx| valid_range(kx * dw, pl, sw, w, ow)).collect();
-        let plane = |(plane, dst): (usize, &mut [f32]), phases: &mut Vec<f32>| {
+        let plane = |(plane, dst): (usize, &mut [f32]), scratch: &mut simd::DepthwiseScratch| {
             let (img, ch) = (plane / c, plane % c);
             let p = simd::Plane {
                 src: &input[(img * c + ch) * h * w..(img * c + ch + 1) * h * w],
@@ -348,9 +347,8 @@ impl PackedConv2d {
                 stride: [sh, sw],
                 dilation: [dh, dw],
                 pad: [pt, pl],
-                ranges: &ranges,
             };
-            simd::depthwise(&p, dst, phases);
+            simd::depthwise(&p, dst, scratch);
             self.activation.apply(ch, dst);
         };
         let parallel = parallel_worth(out.len() * kh * kw);
@@ -359,17 +357,18 @@ impl PackedConv2d {
 }
 
 /// `f((index, plane), scratch)` for each `len`-long plane of `out`, on rayon's workers when
-/// `parallel` (one scratch buffer per worker), else in order on this thread.
-pub(crate) fn for_each_plane<F>(out: &mut [f32], len: usize, parallel: bool, f: F)
+/// `parallel` (one scratch value per worker), else in order on this thread.
+pub(crate) fn for_each_plane<S, F>(out: &mut [f32], len: usize, parallel: bool, f: F)
 where
-    F: Fn((usize, &mut [f32]), &mut Vec<f32>) + Send + Sync,
+    S: Default,
+    F: Fn((usize, &mut [f32]), &mut S) + Send + Sync,
 {
     if parallel {
         out.par_chunks_mut(len)
             .enumerate()
-            .for_each_init(Vec::new, |scratch, item| f(item, scratch));
+            .for_each_init(S::default, |scratch, item| f(item, scratch));
     } else {
-        let mut scratch = Vec::new();
+        let mut scratch = S::default();
         out.chunks_mut(len).enumerate().for_each(|item| f(item, &mut scratch));
     }
 }

@@ -72,7 +72,7 @@ impl MaxPool2d {
             return out;
         }
         let (k, s) = (self.kernel, self.stride);
-        let plane = |(p, dst): (usize, &mut [f32]), column: &mut Vec<f32>| {
+        let plane = |(p, dst): (usize, &mut [f32]), (column, phases): &mut (Vec<f32>, Vec<f32>)| {
             let src = &input[p * h * w..(p + 1) * h * w];
             column.resize(w, 0.0);
             for (oy, row) in dst.chunks_mut(ow).enumerate() {
@@ -82,10 +82,7 @@ impl MaxPool2d {
                 for y in y0 + 1..y1 {
                     simd::max_into(column, &src[y * w..(y + 1) * w]);
                 }
-                for (ox, o) in row.iter_mut().enumerate() {
-                    let (x0, x1) = (ox * s, (ox * s + k).min(w));
-                    *o = column[x0 + 1..x1].iter().fold(column[x0], |m, &v| nan_max(m, v));
-                }
+                simd::pool_row(column, k, s, phases, row);
             }
         };
         // A comparison is cheaper than a multiply-add: more of them before the workers pay.

@@ -140,6 +140,14 @@ pub fn with_margin(img: &RgbImage, margin: u32) -> Region {
 /// shrinks (one output pixel spans several input pixels) each output pixel averages an n×n
 /// grid of bilinear samples, so large selfies do not alias (dlib's chip extractor blurs
 /// through an image pyramid for the same reason).
+/// `v.floor() as i64` without the libm call baseline x86-64 makes for `floor` (it has no
+/// rounding instruction before SSE4.1): truncate, then step down for negative fractions.
+#[inline(always)]
+fn floor(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v { t - 1 } else { t }
+}
+
 pub fn warp_affine(img: &RgbImage, m: [f64; 6], size: usize, out: &mut [f32]) {
     assert_eq!(out.len(), 3 * size * size);
     let [a, b, tx, c, d, ty] = m;
@@ -165,8 +173,19 @@ pub fn warp_affine(img: &RgbImage, m: [f64; 6], size: usize, out: &mut [f32]) {
                     let u = col as f64 + (sx as f64 + 0.5) / n as f64 - 0.5;
                     let v = r as f64 + (sy as f64 + 0.5) / n as f64 - 0.5;
                     let (px, py) = (a * u + b * v + tx, c * u + d * v + ty);
-                    let (x0, y0) = (px.floor() as i64, py.floor() as i64);
+                    let (x0, y0) = (floor(px), floor(py));
                     let (fx, fy) = (px - x0 as f64, py - y0 as f64);
+                    if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+                        // All four neighbours inside: read them without the bounds test.
+                        let i = y0 as usize * stride + x0 as usize * 3;
+                        let (p0, p1) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
+                        for (ch, acc) in acc.iter_mut().enumerate() {
+                            let top = p0[ch] as f64 * (1.0 - fx) + p0[ch + 3] as f64 * fx;
+                            let bottom = p1[ch] as f64 * (1.0 - fx) + p1[ch + 3] as f64 * fx;
+                            *acc += top * (1.0 - fy) + bottom * fy;
+                        }
+                        continue;
+                    }
                     for (ch, acc) in acc.iter_mut().enumerate() {
                         let top = at(x0, y0, ch) * (1.0 - fx) + at(x0 + 1, y0, ch) * fx;
                         let bottom = at(x0, y0 + 1, ch) * (1.0 - fx) + at(x0 + 1, y0 + 1, ch) * fx;
@@ -260,6 +279,26 @@ pub fn laplacian_variance(chw: &[f32], size: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_floor_is_floor() {
+        for v in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            2.999_999,
+            -2.000_001,
+            1e9 + 0.5,
+            -1e9 - 0.5,
+            149.0,
+            -1e-300,
+        ] {
+            assert_eq!(floor(v), v.floor() as i64, "{v}");
+        }
+    }
 
     #[test]
     fn identity_resize_keeps_pixels_and_pads_centred() {
