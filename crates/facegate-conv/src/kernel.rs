@@ -3,8 +3,9 @@
 //! Three shapes of work:
 //! - **pointwise** (1×1, stride 1, no padding): the input already is the `[C_in, H·W]` matrix
 //!   gemm wants, so no copy at all;
-//! - **depthwise** (one input channel per group): a direct loop per channel, each tap a
-//!   multiply-add over a run of output pixels;
+//! - **depthwise** (one input channel per group): a direct loop per channel; each input row is
+//!   copied between the padding's zeros and every tap is a multiply-add over blocks of output
+//!   columns held in registers (`simd.rs`);
 //! - **im2col**: any other layer, one `[C_in/groups·kh·kw, oh·ow]` patch matrix per image and
 //!   group, then one gemm.
 //!
@@ -173,21 +174,6 @@ impl PackedConv2d {
     /// Geometry, OIHW weights, bias and activation back.
     pub fn into_parts(self) -> (ConvGeometry, Vec<f32>, Vec<f32>, Activation) {
         (self.geometry, self.weight, self.bias, self.activation)
-    }
-
-    /// The same layer with `activation` fused after it.
-    pub fn with_activation(mut self, activation: Activation) -> Result<Self, BadLayer> {
-        if let Activation::PRelu(s) = &activation
-            && s.len() != self.geometry.out_channels
-        {
-            return Err(BadLayer(format!(
-                "{} PReLU slopes for {} channels",
-                s.len(),
-                self.geometry.out_channels
-            )));
-        }
-        self.activation = activation;
-        Ok(self)
     }
 
     /// Runs on `input`, NCHW `[n, in, h, w]`; returns NCHW `[n, out, oh, ow]` and `[oh, ow]`,
