@@ -3,7 +3,7 @@
 //!
 //! burn's flex backend runs a convolution generically: per call it repacks the kernel, turns
 //! the input to NHWC, builds im2col tiles, runs gemm and scatters the result back to NCHW; bias
-//! and PReLU are further passes over the output (`benches/README.md` measures 2–9× behind
+//! and PReLU are further passes over the output (`benches/README.md` measured 2.4–10× behind
 //! onnxruntime on our networks). On that device a [`Conv2d`] keeps its weights in host memory
 //! and runs [`kernel::PackedConv2d`] on the tensor's own buffer: no repacking, no layout change,
 //! bias and activation fused. On any other device (wgpu) it is burn's `conv2d` followed by the
