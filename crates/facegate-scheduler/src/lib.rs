@@ -56,6 +56,12 @@ pub trait Backend: Send + Sync + 'static {
     fn preferred_device_workers(&self) -> usize {
         1
     }
+
+    /// The `device_threads` used when the configuration leaves it at 0, given the number of
+    /// device workers; 0 here: the workers share the process's compute pool.
+    fn preferred_device_threads(&self, _device_workers: usize) -> usize {
+        0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +84,11 @@ pub struct SchedulerConfig {
     /// [`Backend::preferred_device_workers`]). On the CPU backend two keep both cores busy
     /// through the networks' serial stretches.
     pub device_workers: usize,
+    /// Compute threads of each device worker's own pool (rayon's, which the CPU kernels split
+    /// their work on); 0: the backend's [`Backend::preferred_device_threads`], which on the CPU
+    /// backend is the cores divided among the workers. With one shared pool a worker waits
+    /// behind the other's work and the cores idled 11 % of the time (benches/README.md).
+    pub device_threads: usize,
     /// Share of each batch kept for bulk requests while interactive ones are waiting too, so
     /// bulk work progresses under interactive load (0.25: one slot in four).
     pub bulk_share: f64,
@@ -96,6 +107,7 @@ impl Default for SchedulerConfig {
             max_queued_bytes: 1 << 30,
             prepare_workers: 0,
             device_workers: 0,
+            device_threads: 0,
             bulk_share: 0.25,
             retry_after_ms: 1_000,
         }
@@ -284,6 +296,9 @@ impl<B: Backend> Scheduler<B> {
         if config.device_workers == 0 {
             config.device_workers = backend.preferred_device_workers().max(1);
         }
+        if config.device_threads == 0 {
+            config.device_threads = backend.preferred_device_threads(config.device_workers);
+        }
         let backend = Arc::new(backend);
         let workers = match config.prepare_workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -299,9 +314,24 @@ impl<B: Backend> Scheduler<B> {
             .map(|i| {
                 let (backend, metrics, service_us, batches) =
                     (backend.clone(), metrics.clone(), service_us.clone(), batch_rx.clone());
+                let pool = match config.device_threads {
+                    0 => None,
+                    n => Some(
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(n)
+                            .thread_name(move |t| format!("facegate-device-{i}-compute-{t}"))
+                            .build()
+                            .map_err(|e| format!("device worker {i}'s compute pool: {e}"))?,
+                    ),
+                };
                 std::thread::Builder::new()
                     .name(format!("facegate-device-{i}"))
-                    .spawn(move || device_loop(&*backend, &batches, &metrics, &service_us))
+                    .spawn(move || match pool {
+                        // Everything the batch splits (burn's and our kernels' parallel loops)
+                        // runs on this worker's own threads.
+                        Some(pool) => pool.install(|| device_loop(&*backend, &batches, &metrics, &service_us)),
+                        None => device_loop(&*backend, &batches, &metrics, &service_us),
+                    })
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -24,6 +24,8 @@ struct Recorder {
     /// Batches being computed now, and the most at once.
     running: std::sync::atomic::AtomicUsize,
     most_running: std::sync::atomic::AtomicUsize,
+    /// Per batch: the compute pool's size and the thread's name where it ran.
+    pools: Mutex<Vec<(usize, String)>>,
 }
 
 impl Recorder {
@@ -74,6 +76,8 @@ impl Backend for Shared {
         let jitter = (**batch.first().unwrap() as u64).wrapping_mul(2_654_435_761) % (r.jitter_ms + 1);
         std::thread::sleep(r.delay + Duration::from_millis(jitter));
         r.running.fetch_sub(1, SeqCst);
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        r.pools.lock().unwrap().push((rayon::current_num_threads(), name));
         let ids: Vec<u32> = batch.iter().map(|&&i| i).collect();
         r.batches.lock().unwrap().push(ids.clone());
         if ids.iter().any(|i| r.always.contains(i)) {
@@ -511,6 +515,34 @@ async fn a_waiting_submit_queues_for_bytes_instead_of_failing() {
 /// Several batches in flight (three device threads, batches of varying length): every request
 /// gets its own answer exactly once, whatever order the batches finish in, and the threads do
 /// compute at the same time.
+/// Each device worker computes on a pool of its own, of `device_threads` threads: a batch runs
+/// on one of its worker's compute threads and splits its work over that pool, never over
+/// another worker's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_device_worker_computes_on_its_own_pool() {
+    let r = Arc::new(Recorder::open());
+    let s = start(
+        &r,
+        SchedulerConfig {
+            device_workers: 2,
+            device_threads: 3,
+            ..config(2, 1, 64)
+        },
+    );
+    for h in spawn_mixed(&s, 0..40) {
+        h.await.unwrap().unwrap();
+    }
+    let pools = r.pools.lock().unwrap();
+    assert!(!pools.is_empty());
+    for (threads, name) in pools.iter() {
+        assert_eq!(*threads, 3, "pool size seen by a batch on {name}");
+        assert!(
+            name.starts_with("facegate-device-") && name.contains("-compute-"),
+            "batch ran on {name}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batches_in_flight_answer_every_request_once() {
     let r = Arc::new(Recorder {
