@@ -280,31 +280,7 @@ impl PackedConv2d {
             } else {
                 Parallelism::None
             };
-            // SAFETY: lhs is [cout_g, k], rhs [k, cols] and dst [cout_g, cols], all row-major
-            // and exactly as long as the slices they come from.
-            unsafe {
-                gemm::gemm(
-                    cout_g,
-                    cols,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    cols as isize,
-                    true,
-                    lhs.as_ptr(),
-                    1,
-                    k as isize,
-                    rhs.as_ptr(),
-                    1,
-                    cols as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
+            matmul_add(dst, lhs, rhs, [cout_g, cols, k], parallelism);
         }
         if self.activation != Activation::Identity {
             let act = |(o, row): (usize, &mut [f32])| self.activation.apply(o, row);
@@ -339,6 +315,38 @@ impl PackedConv2d {
         };
         let parallel = parallel_worth(out.len() * kh * kw);
         for_each_plane(out, oh * ow, parallel, plane);
+    }
+}
+
+/// `dst [m, n] += lhs [m, k] · rhs [k, n]`, all row-major and contiguous.
+fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], parallelism: Parallelism) {
+    assert!(
+        dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n,
+        "gemm operand lengths"
+    );
+    // SAFETY: the three slices hold exactly the row-major matrices the strides describe.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 

@@ -5,12 +5,12 @@
 //! is dlib's `con` + `affine` (folded batch norm): conv + bias, then × scale + offset; we fold
 //! the affine into the conv at load time, which is the same function with one op per layer.
 
-use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::ModelError;
-use facegate_conv::{Activation, Conv2d};
+use facegate_conv::{Activation, Conv2d, MaxPool2d};
 
 use crate::weights::{Weights, fused_conv2d, hwio_to_oihw};
 
@@ -162,7 +162,7 @@ impl FaceRecognitionNet {
         let d = |p: &str| ResidualDown::load(w, p, device);
         Ok(Self {
             conv32_down: ConvLayer::load(w, "conv32_down", 2, VALID, Activation::Relu, device)?,
-            max_pool: MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init(),
+            max_pool: MaxPool2d::new(3, 2, false),
             conv32_1: r("conv32_1")?,
             conv32_2: r("conv32_2")?,
             conv32_3: r("conv32_3")?,
