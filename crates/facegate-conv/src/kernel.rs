@@ -264,23 +264,31 @@ impl PackedConv2d {
         let (cin_g, cout_g) = (g.in_channels / g.groups, g.out_channels / g.groups);
         let k = cin_g * g.kernel[0] * g.kernel[1];
         let cols = oh * ow;
+        let parallelism = if parallel {
+            Parallelism::Rayon(rayon::current_num_threads())
+        } else {
+            Parallelism::None
+        };
+        // The patch matrix is kh·kw times the input: on a large photo (MTCNN's first pyramid
+        // level of a 2048 px image has 1.5 M output pixels) it is built a band of output rows
+        // at a time, so it stays under IM2COL_BYTES whatever the photo.
+        let band = (IM2COL_BYTES / (4 * k * ow).max(1)).clamp(1, oh);
         for group in 0..g.groups {
             let channels = &image[group * cin_g * h * w..(group + 1) * cin_g * h * w];
-            let patches;
-            let rhs = if pointwise {
-                channels
-            } else {
-                patches = im2col(channels, cin_g, g, [h, w], [oh, ow], parallel);
-                &patches[..]
-            };
             let dst = &mut out[group * cout_g * cols..(group + 1) * cout_g * cols];
             let lhs = &self.weight[group * cout_g * k..(group + 1) * cout_g * k];
-            let parallelism = if parallel {
-                Parallelism::Rayon(rayon::current_num_threads())
-            } else {
-                Parallelism::None
-            };
-            matmul_add(dst, lhs, rhs, [cout_g, cols, k], parallelism);
+            if pointwise {
+                matmul_add(dst, cols, lhs, channels, [cout_g, cols, k], parallelism);
+                continue;
+            }
+            for y0 in (0..oh).step_by(band) {
+                let rows = y0..(y0 + band).min(oh);
+                let width = rows.len() * ow;
+                let patches = im2col(channels, cin_g, g, [h, w], [oh, ow], rows, parallel);
+                // This band's columns of every output row: row stride `cols` in `dst`.
+                let dst = &mut dst[y0 * ow..];
+                matmul_add(dst, cols, lhs, &patches, [cout_g, width, k], parallelism);
+            }
         }
         if self.activation != Activation::Identity {
             let act = |(o, row): (usize, &mut [f32])| self.activation.apply(o, row);
@@ -318,13 +326,24 @@ impl PackedConv2d {
     }
 }
 
-/// `dst [m, n] += lhs [m, k] · rhs [k, n]`, all row-major and contiguous.
-fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], parallelism: Parallelism) {
+/// The most bytes one im2col band may take.
+const IM2COL_BYTES: usize = 4 << 20;
+
+/// `dst [m, n] += lhs [m, k] · rhs [k, n]`: `lhs` and `rhs` row-major and contiguous, `dst`
+/// row-major with rows `dst_rs` apart (a band of a wider output).
+fn matmul_add(
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    [m, n, k]: [usize; 3],
+    parallelism: Parallelism,
+) {
     assert!(
-        dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n,
-        "gemm operand lengths"
+        lhs.len() == m * k && rhs.len() == k * n && n <= dst_rs && (m == 0 || (m - 1) * dst_rs + n <= dst.len()),
+        "gemm operand extents"
     );
-    // SAFETY: the three slices hold exactly the row-major matrices the strides describe.
+    // SAFETY: the asserted extents keep every element the strides address inside its slice.
     unsafe {
         gemm::gemm(
             m,
@@ -332,7 +351,7 @@ fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], 
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             true,
             lhs.as_ptr(),
             1,
@@ -385,21 +404,24 @@ fn valid_range(offset: usize, pad: usize, stride: usize, w: usize, ow: usize) ->
     (lo, hi.max(lo))
 }
 
-/// The patch matrix `[channels·kh·kw, oh·ow]` of one image's first `channels` planes: row
-/// `(c, ky, kx)` holds, for every output pixel, the input pixel under that tap (0 in padding).
+/// The patch matrix `[channels·kh·kw, rows·ow]` of one image's first `channels` planes, for the
+/// output rows `rows`: row `(c, ky, kx)` holds, for every output pixel, the input pixel under
+/// that tap (0 in padding).
 fn im2col(
     image: &[f32],
     channels: usize,
     g: &ConvGeometry,
     [h, w]: [usize; 2],
     [oh, ow]: [usize; 2],
+    rows: std::ops::Range<usize>,
     parallel: bool,
 ) -> Vec<f32> {
+    debug_assert!(rows.end <= oh);
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
     let [dh, dw] = g.dilation;
     let (pt, pl) = (g.padding[0].0, g.padding[1].0);
-    let cols = oh * ow;
+    let cols = rows.len() * ow;
     let len = channels * kh * kw * cols;
     // Every element is written below (zeros where a tap falls in the padding), so the matrix
     // is not zeroed first: that memset was a tenth of dlib's ResNet's time.
@@ -409,7 +431,7 @@ fn im2col(
         let (c, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
         let plane = &image[c * h * w..(c + 1) * h * w];
         let (lo, hi) = ranges[kx];
-        for (oy, out_row) in dst.chunks_mut(ow).enumerate() {
+        for (oy, out_row) in rows.clone().zip(dst.chunks_mut(ow)) {
             let iy = (oy * sh + ky * dh).checked_sub(pt).filter(|&iy| iy < h);
             let Some(iy) = iy.filter(|_| lo < hi) else {
                 out_row.fill(MaybeUninit::new(0.0));

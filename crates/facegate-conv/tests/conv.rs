@@ -126,6 +126,8 @@ fn cases() -> Vec<Case> {
         c(64, 128, [1, 1], [1, 1], [1, 1], [(0, 0); 2], 1, [28, 28], 2),
         c(64, 64, [3, 3], [2, 2], [1, 1], [(1, 1); 2], 64, [112, 111], 1),
         c(64, 64, [3, 3], [1, 1], [1, 1], [(1, 1); 2], 64, [28, 28], 3),
+        // An im2col matrix over its 4 MiB band (576 × 64² floats): built in bands of rows.
+        c(64, 8, [3, 3], [1, 1], [1, 1], [(1, 1); 2], 1, [64, 64], 1),
         // Dilated, asymmetric padding, a non-square kernel, 16 channels.
         c(16, 8, [3, 2], [1, 1], [2, 1], [(2, 1), (0, 2)], 1, [11, 9], 2),
         // A batch of small outputs (dlib's ResNet's last layers), split by image.
