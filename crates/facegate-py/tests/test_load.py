@@ -130,8 +130,9 @@ def test_memory_stays_flat_over_5000_verifications():
     assert max(rss) - base_rss < 32 * 1024, f"RSS ran away from {base_rss} KiB: {rss}"
 
 
-def device_threads() -> set[int]:
-    """The ids of this process's threads named by an engine's scheduler (`facegate-device-N`).
+def named_threads(prefix: str) -> set[int]:
+    """The ids of this process's threads whose name starts with `prefix` (Linux keeps 15
+    characters of a name).
 
     Ids, not a count: an engine from an earlier test that the garbage collector frees while
     this test runs takes its threads away, and a count would blame this engine for that."""
@@ -139,16 +140,26 @@ def device_threads() -> set[int]:
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
         try:
             with open(f"/proc/{os.getpid()}/task/{task}/comm") as f:
-                if f.read().strip().startswith("facegate-device"):
+                if f.read().strip().startswith(prefix):
                     tids.add(int(task))
         except FileNotFoundError:  # the thread ended while we looked
             pass
     return tids
 
 
+def device_threads() -> set[int]:
+    """The scheduler's device workers (`facegate-device-N`)."""
+    return named_threads("facegate-device")
+
+
+def compute_threads() -> set[int]:
+    """The device workers' own compute pools (`facegate-compute-N.T`)."""
+    return named_threads("facegate-comput")
+
+
 def test_close_releases_the_engines_threads_and_refuses_later_calls():
     gc.collect()
-    before = device_threads()
+    before, before_compute = device_threads(), compute_threads()
     with facegate.Engine(device="cpu") as engine:
         # A new thread names itself once it first runs (std sets the name from inside it), so
         # on a busy machine a device worker can still carry Python's name here: wait for it.
@@ -157,7 +168,15 @@ def test_close_releases_the_engines_threads_and_refuses_later_calls():
             time.sleep(0.01)
         assert len(ours) == 2, ours  # two device workers on the CPU
         assert engine.verify(DATA / "face-a.png", DATA / "exif-rotated.jpg").decision == "match"
+        # Each worker computes on a pool of its own: at least one thread each.
+        compute = compute_threads() - before_compute
+        assert len(compute) >= 2, compute
     assert not ours & device_threads(), "close() left device threads running"
+    # A dropped pool's threads end on their own, shortly after.
+    deadline = time.monotonic() + 10
+    while compute & compute_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not compute & compute_threads(), "close() left compute threads running"
     try:
         engine.verify(DATA / "face-a.png", DATA / "exif-rotated.jpg")
     except facegate.FacegateError as e:

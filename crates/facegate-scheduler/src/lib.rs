@@ -319,7 +319,9 @@ impl<B: Backend> Scheduler<B> {
                     n => Some(
                         rayon::ThreadPoolBuilder::new()
                             .num_threads(n)
-                            .thread_name(move |t| format!("facegate-device-{i}-compute-{t}"))
+                            // Not `facegate-device-…`: Linux keeps 15 characters of a
+                            // thread's name, and tools count device workers by that prefix.
+                            .thread_name(move |t| format!("facegate-compute-{i}.{t}"))
                             .build()
                             .map_err(|e| format!("device worker {i}'s compute pool: {e}"))?,
                     ),
