@@ -167,10 +167,6 @@ impl PackedConv2d {
         })
     }
 
-    pub fn geometry(&self) -> &ConvGeometry {
-        &self.geometry
-    }
-
     /// Geometry, OIHW weights, bias and activation back.
     pub fn into_parts(self) -> (ConvGeometry, Vec<f32>, Vec<f32>, Activation) {
         (self.geometry, self.weight, self.bias, self.activation)

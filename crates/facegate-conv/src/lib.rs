@@ -39,7 +39,7 @@ enum Run {
     /// Any other device: burn's convolution, then the activation as tensor ops.
     Burn {
         weight: Tensor<4>,
-        bias: Option<Tensor<1>>,
+        bias: Tensor<1>,
         activation: BurnActivation,
     },
 }
@@ -86,16 +86,12 @@ impl Conv2d {
     /// With padding chosen for this input (ONNX's `SAME` pads).
     pub fn forward_padded(&self, x: Tensor<4>, padding: [(usize, usize); 2]) -> Tensor<4> {
         match &self.run {
-            Run::Host { packed, device } => {
-                let [n, _, h, w] = x.dims();
-                let data = x.into_data().convert::<f32>();
-                let input = data.as_slice::<f32>().expect("converted to f32 above");
-                let cout = self.geometry.out_channels;
+            Run::Host { packed, device } => on_host_buffer(x, device, |input, [n, _, h, w]| {
                 let (out, [oh, ow]) = packed
                     .forward_padded(input, n, h, w, padding)
                     .unwrap_or((Vec::new(), [0, 0]));
-                Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), device)
-            }
+                (out, [n, self.geometry.out_channels, oh, ow])
+            }),
             Run::Burn {
                 weight,
                 bias,
@@ -103,7 +99,7 @@ impl Conv2d {
             } => {
                 let g = &self.geometry;
                 let options = ConvOptions::new_with_padding(g.stride, padding, g.dilation, g.groups);
-                let y = conv2d(x, weight.clone(), bias.clone(), options);
+                let y = conv2d(x, weight.clone(), Some(bias.clone()), options);
                 match activation {
                     BurnActivation::Identity => y,
                     BurnActivation::Relu => relu(y),
@@ -121,7 +117,7 @@ impl PackedConv2d {
         let shape = [cout, g.in_channels / g.groups, g.kernel[0], g.kernel[1]];
         Run::Burn {
             weight: Tensor::from_data(TensorData::new(weight, shape), device),
-            bias: Some(Tensor::from_data(TensorData::new(bias, [cout]), device)),
+            bias: Tensor::from_data(TensorData::new(bias, [cout]), device),
             activation: match activation {
                 Activation::Identity => BurnActivation::Identity,
                 Activation::Relu => BurnActivation::Relu,
@@ -129,6 +125,19 @@ impl PackedConv2d {
             },
         }
     }
+}
+
+/// `f` run on the tensor's own f32 buffer (moved out of the tensor, not copied, when nothing
+/// else holds it) and its dims; what it returns becomes a tensor on `device`.
+fn on_host_buffer(
+    x: Tensor<4>,
+    device: &Device,
+    f: impl FnOnce(&[f32], [usize; 4]) -> (Vec<f32>, [usize; 4]),
+) -> Tensor<4> {
+    let dims = x.dims();
+    let data = x.into_data().convert::<f32>();
+    let (out, shape) = f(data.as_slice::<f32>().expect("converted to f32 above"), dims);
+    Tensor::from_data(TensorData::new(out, shape), device)
 }
 
 /// Whether `device` is burn's CPU backend, where host memory is the tensor's own.

@@ -3,12 +3,11 @@
 //! of a whole verification's time; burn's `max_pool2d` elsewhere.
 
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 
 use crate::kernel::for_each_plane;
-use crate::{on_host, simd};
+use crate::{on_host, on_host_buffer, simd};
 
 /// `k × k` windows at stride `s`, no padding, PyTorch's `ceil_mode` rule for the last window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +53,10 @@ impl MaxPool2d {
                 .with_ceil_mode(self.ceil_mode);
             return max_pool2d(x, options);
         }
-        let [n, c, h, w] = x.dims();
-        let data = x.into_data().convert::<f32>();
-        let input = data.as_slice::<f32>().expect("converted to f32 above");
-        let out = self.forward_host(input, n * c, h, w);
-        let (oh, ow) = (self.output_len(h), self.output_len(w));
-        Tensor::from_data(TensorData::new(out, [n, c, oh, ow]), &device)
+        on_host_buffer(x, &device, |input, [n, c, h, w]| {
+            let out = self.forward_host(input, n * c, h, w);
+            (out, [n, c, self.output_len(h), self.output_len(w)])
+        })
     }
 
     /// `planes` planes of `h × w`, NCHW order, in; `planes` planes of `oh × ow` out. A window

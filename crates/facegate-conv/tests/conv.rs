@@ -112,8 +112,8 @@ fn cases() -> Vec<Case> {
         c(24, 24, [7, 7], [1, 1], [1, 1], [(0, 0); 2], 24, [7, 7], 3),
         // dlib's ResNet: 7×7 stride 2 and 3×3 stride 2 with padding.
         c(3, 8, [7, 7], [2, 2], [1, 1], [(3, 3); 2], 1, [37, 37], 1),
-        // Asymmetric (ONNX SAME_UPPER), dilation, groups of several channels, a wide image
-        // that gives several column chunks.
+        // Asymmetric (ONNX SAME_UPPER), dilation, groups of several channels, P-Net's largest
+        // level, a strided and dilated depthwise layer.
         c(4, 6, [3, 2], [2, 1], [1, 1], [(0, 1), (1, 0)], 1, [10, 9], 2),
         c(5, 7, [3, 3], [1, 2], [2, 1], [(2, 2), (1, 1)], 1, [12, 15], 1),
         c(8, 6, [3, 3], [1, 1], [1, 1], [(1, 1); 2], 2, [10, 10], 2),

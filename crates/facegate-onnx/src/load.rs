@@ -191,6 +191,18 @@ pub(crate) fn load(bytes: &[u8], device: &Device) -> Result<OnnxNet, OnnxError> 
             free_after[*i].push(slot);
         }
     }
+    // A slot read for the last time by exactly one operand of that step is moved into it.
+    for (step, freed) in b.steps.iter_mut().zip(&free_after) {
+        for &slot in freed {
+            let mut reads = step
+                .inputs
+                .iter_mut()
+                .filter(|o| matches!(o, Operand::Slot(t) if *t == slot));
+            if let (Some(only), None) = (reads.next(), reads.next()) {
+                *only = Operand::Take(slot);
+            }
+        }
+    }
     Ok(OnnxNet {
         steps: b.steps,
         constants: b.constants,
@@ -665,7 +677,7 @@ impl Builder {
                 let out = &node.outputs()[0];
                 let value = match self.operand(name, out)? {
                     Operand::Const(v) => v,
-                    Operand::Slot(_) => return Err(err(name, "a Constant without a value")),
+                    Operand::Slot(_) | Operand::Take(_) => return Err(err(name, "a Constant without a value")),
                 };
                 let slot = self.slot(&out.name);
                 self.constants.push((slot, value));

@@ -24,6 +24,10 @@ pub(crate) enum Value {
 #[derive(Debug)]
 pub(crate) enum Operand {
     Slot(usize),
+    /// A slot this step reads for the last time, and once: its value is moved, not shared, so
+    /// an op that owns its input's buffer works in it (our convolution reads the buffer in
+    /// place; a shared one would be copied first). Marked at load.
+    Take(usize),
     Const(Value),
 }
 
@@ -141,23 +145,8 @@ pub(crate) fn run(net: &OnnxNet, input: Dense) -> Result<Vec<Dense>, OnnxError> 
             .iter()
             .map(|o| match o {
                 Operand::Const(v) => Ok(v.clone()),
-                Operand::Slot(s) => {
-                    // A value read for the last time, once, is moved, not shared: an op that
-                    // owns its input's buffer works in it (our convolution reads the buffer
-                    // in place; a shared one would be copied first).
-                    let last = net.free_after[i].contains(s)
-                        && step
-                            .inputs
-                            .iter()
-                            .filter(|o| matches!(o, Operand::Slot(t) if t == s))
-                            .count()
-                            == 1;
-                    let value = if last { env[*s].take() } else { env[*s].clone() };
-                    value.ok_or_else(|| OnnxError::Node {
-                        node: step.name.clone(),
-                        what: "an input was not computed".into(),
-                    })
-                }
+                Operand::Slot(s) => env[*s].clone().ok_or_else(|| not_computed(step)),
+                Operand::Take(s) => env[*s].take().ok_or_else(|| not_computed(step)),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = eval(&step.op, args, &net.device).map_err(|what| OnnxError::Node {
@@ -179,6 +168,13 @@ pub(crate) fn run(net: &OnnxNet, input: Dense) -> Result<Vec<Dense>, OnnxError> 
             }),
         })
         .collect()
+}
+
+fn not_computed(step: &Step) -> OnnxError {
+    OnnxError::Node {
+        node: step.name.clone(),
+        what: "an input was not computed".into(),
+    }
 }
 
 fn dense(v: Value) -> Result<Dense, String> {
@@ -298,8 +294,8 @@ fn eval(op: &Op, mut args: Vec<Value>, device: &Device) -> Result<Value, String>
                 ));
             }
             let padding = resolve_pads(*pads, &x.dims, g.kernel, g.stride, g.dilation);
-            let span = |i: usize| g.dilation[i] * (g.kernel[i] - 1) + 1;
-            if x.dims[2] + padding[0].0 + padding[0].1 < span(0) || x.dims[3] + padding[1].0 + padding[1].1 < span(1) {
+            let geometry = facegate_conv::ConvGeometry { padding, ..*g };
+            if geometry.output_size(x.dims[2], x.dims[3]).is_none() {
                 return Err(format!(
                     "a {}×{} input is smaller than the kernel",
                     x.dims[2], x.dims[3]

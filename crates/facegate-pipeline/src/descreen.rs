@@ -227,31 +227,34 @@ pub(crate) fn gaussian(plane: &mut [f32], w: usize, h: usize, sigma: f32) {
 mod tests {
     use super::*;
 
-    /// The separable blur against the 2-D sum it stands for, in f64, edges clamped, on odd
-    /// sizes and a radius wider than the plane.
+    /// The 2-D Gaussian sum the separable blur stands for, in f64, at (x, y) of a `w`×`h`
+    /// plane read through `at` with its edges clamped.
+    fn gaussian_f64(at: impl Fn(usize, usize) -> f64, [w, h]: [usize; 2], sigma: f32, [x, y]: [i64; 2]) -> f64 {
+        let r = (3.0 * sigma as f64).ceil() as i64;
+        let weight = |d: i64| (-(d * d) as f64 / (2.0 * (sigma as f64).powi(2))).exp();
+        let norm: f64 = (-r..=r).map(weight).sum();
+        let mut acc = 0.0;
+        for j in -r..=r {
+            for i in -r..=r {
+                let sx = (x + i).clamp(0, w as i64 - 1) as usize;
+                let sy = (y + j).clamp(0, h as i64 - 1) as usize;
+                acc += weight(i) * weight(j) * at(sx, sy);
+            }
+        }
+        acc / (norm * norm)
+    }
+
+    /// The separable blur against the 2-D sum, on odd sizes and a radius wider than the plane.
     #[test]
     fn gaussian_is_the_clamped_two_dimensional_sum() {
         for (w, h, sigma) in [(37usize, 23usize, 1.5f32), (5, 9, 3.0), (64, 64, 0.5)] {
             let plane: Vec<f32> = (0..w * h).map(|i| ((i * 7919) % 255) as f32).collect();
             let mut got = plane.clone();
             gaussian(&mut got, w, h, sigma);
-            let r = (3.0 * sigma).ceil() as i64;
-            let k: Vec<f64> = (-r..=r)
-                .map(|i| (-(i * i) as f64 / (2.0 * (sigma as f64).powi(2))).exp())
-                .collect();
-            let total: f64 = k.iter().sum();
-            for y in 0..h as i64 {
-                for x in 0..w as i64 {
-                    let mut want = 0.0;
-                    for (j, kj) in k.iter().enumerate() {
-                        for (i, ki) in k.iter().enumerate() {
-                            let sy = (y + j as i64 - r).clamp(0, h as i64 - 1) as usize;
-                            let sx = (x + i as i64 - r).clamp(0, w as i64 - 1) as usize;
-                            want += kj * ki * plane[sy * w + sx] as f64;
-                        }
-                    }
-                    want /= total * total;
-                    let d = (got[y as usize * w + x as usize] as f64 - want).abs();
+            for y in 0..h {
+                for x in 0..w {
+                    let want = gaussian_f64(|sx, sy| plane[sy * w + sx] as f64, [w, h], sigma, [x as i64, y as i64]);
+                    let d = (got[y * w + x] as f64 - want).abs();
                     assert!(d < 1e-3, "{w}×{h} σ {sigma} at ({x}, {y}): {d}");
                 }
             }
@@ -333,22 +336,13 @@ mod tests {
         );
         let mut out = img.clone();
         blur_rect(&mut out, rect, sigma);
-        let r = (3.0 * sigma as f64).ceil() as i64;
-        let weight = |d: i64| (-(d * d) as f64 / (2.0 * (sigma as f64).powi(2))).exp();
-        let norm: f64 = (-r..=r).map(weight).sum();
         for y in 0..30i64 {
             for x in 0..40i64 {
                 let inside = (5..25).contains(&x) && (4..19).contains(&y);
                 for ch in 0..3 {
                     let want = if inside {
-                        let mut acc = 0.0;
-                        for j in -r..=r {
-                            for i in -r..=r {
-                                let (sx, sy) = ((x + i).clamp(0, 39), (y + j).clamp(0, 29));
-                                acc += weight(i) * weight(j) * img.get_pixel(sx as u32, sy as u32)[ch] as f64;
-                            }
-                        }
-                        acc / (norm * norm)
+                        let at = |sx: usize, sy: usize| img.get_pixel(sx as u32, sy as u32)[ch] as f64;
+                        gaussian_f64(at, [40, 30], sigma, [x, y])
                     } else {
                         img.get_pixel(x as u32, y as u32)[ch] as f64
                     };
