@@ -85,7 +85,7 @@ impl Backend for EngineBackend {
     }
 
     /// On the CPU backend, the cores divided among the device workers, each worker on a pool
-    /// of its own: 30.4–31.8 against 22.8–26.2 verifications/s for one shared pool on 2 cores
+    /// of its own: 33.0–33.5 against 27.2–28.0 verifications/s for one shared pool on 2 cores
     /// (benches/README.md, "CPU"). On a GPU the host threads only feed the device: the shared
     /// pool.
     fn preferred_device_threads(&self, device_workers: usize) -> usize {
